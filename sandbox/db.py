@@ -1,0 +1,75 @@
+"""Database access: SQLAlchemy over SQLite (one file, WAL) by default, any URL otherwise.
+
+Each part of the control plane declares its own tables on ``Base`` in its own module;
+``create_all`` imports them so one call makes the whole schema.
+"""
+from __future__ import annotations
+
+import importlib
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+#: Modules that declare tables; each appends itself here when it is written.
+TABLE_MODULES = [
+    "sandbox.audit.models",
+    "sandbox.catalog",
+    "sandbox.grants",
+    "sandbox.ledger",
+]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and immediate transactions.
+
+    ``BEGIN IMMEDIATE`` takes SQLite's write lock at the start of every transaction,
+    so read-then-write sequences (budget reservation, audit appends) cannot interleave.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_all(engine: Engine) -> None:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    Base.metadata.create_all(engine)
+
+
+class Database:
+    """An engine plus a session factory; ``transaction()`` is the unit of atomic work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Commit on success, roll back on any error: nothing is stored half-way."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def create_all(self) -> None:
+        create_all(self.engine)
