@@ -15,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 #: Modules that declare tables; each appends itself here when it is written.
 TABLE_MODULES = [
     "sandbox.audit.models",
+    "sandbox.broker.answers",
     "sandbox.catalog",
     "sandbox.grants",
     "sandbox.ledger",

@@ -1,0 +1,9 @@
+"""The one CLI, ``sandbox``, for every role's everyday work; one module per command group."""
+from sandbox.cli.audit import audit
+from sandbox.cli.data import budget, dataset, grant, query
+from sandbox.cli.root import main
+
+for _command in (dataset, grant, query, budget, audit):
+    main.add_command(_command)
+
+__all__ = ["main"]

@@ -1,0 +1,266 @@
+"""Grants: who may ask what of which datasets, until when, with how much budget.
+
+A grant is scoped (datasets, columns, operations), time-limited, budgeted and revocable.
+Expiry and revocation are checked on every query, so they take effect at once, including
+on jobs already running.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import JSON, DateTime, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sandbox import ledger
+from sandbox.actors import Actor
+from sandbox.audit import AuditLog
+from sandbox.catalog import Catalog
+from sandbox.db import Base, Database
+from sandbox.errors import GrantInactive, InvalidInput, NotFound, PolicyRefused
+from sandbox.policy import Openness, Policy, Tag
+
+USER_TYPES = ("public_welfare", "commercial")
+
+
+class Grant(Base):
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    analyst: Mapped[str] = mapped_column(String(100), index=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    user_type: Mapped[str] = mapped_column(String(20))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Scope: dataset -> list of columns (None: every non-identifier column); operations (None: policy's).
+    columns: Mapped[dict] = mapped_column(JSON)
+    operations: Mapped[list | None] = mapped_column(JSON, nullable=True)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.columns)
+
+    def status(self, now: datetime | None = None) -> str:
+        now = now or datetime.now(timezone.utc)
+        if self.revoked_at is not None:
+            return "revoked"
+        if _aware(self.expires_at) <= now:
+            return "expired"
+        return "active"
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "analyst": self.analyst,
+            "purpose": self.purpose,
+            "user_type": self.user_type,
+            "datasets": self.datasets,
+            "columns": self.columns,
+            "operations": self.operations,
+            "created_by": self.created_by,
+            "created_at": _aware(self.created_at).isoformat(),
+            "expires_at": _aware(self.expires_at).isoformat(),
+            "revoked_at": _aware(self.revoked_at).isoformat() if self.revoked_at else None,
+            "revoke_reason": self.revoke_reason,
+            "status": self.status(),
+        }
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every time we store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class DatasetBudget:
+    dataset: str
+    epsilon: float
+    delta: float
+    columns: list[str] | None = None
+
+
+def create(
+    session: Session,
+    *,
+    analyst: str,
+    purpose: str,
+    budgets: list[DatasetBudget],
+    days: int,
+    created_by: str,
+    user_type: str = "public_welfare",
+    operations: list[str] | None = None,
+) -> Grant:
+    if not purpose.strip():
+        raise InvalidInput("a grant needs a purpose", "say what the analysis is for with --purpose")
+    if days <= 0:
+        raise InvalidInput(f"a grant's term must be at least one day, not {days}", "pass --days 1 or more")
+    if user_type not in USER_TYPES:
+        raise InvalidInput(f"unknown user type {user_type!r}", f"use one of: {', '.join(USER_TYPES)}")
+    if not budgets:
+        raise InvalidInput("a grant needs at least one dataset", "pass --dataset NAME")
+    now = datetime.now(timezone.utc)
+    grant = Grant(
+        id="g-" + secrets.token_hex(4),
+        analyst=analyst,
+        purpose=purpose.strip(),
+        user_type=user_type,
+        created_by=created_by,
+        created_at=now,
+        expires_at=now + timedelta(days=days),
+        columns={b.dataset: b.columns for b in budgets},
+        operations=operations,
+    )
+    session.add(grant)
+    session.flush()
+    for b in budgets:
+        if b.epsilon <= 0:
+            raise InvalidInput(f"epsilon for {b.dataset} must be positive", "pass --epsilon greater than 0")
+        ledger.open_budget(session, grant.id, b.dataset, b.epsilon, b.delta)
+    return grant
+
+
+def get(session: Session, grant_id: str) -> Grant:
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id}", "list grants with `sandbox grant list`")
+    return grant
+
+
+def active(session: Session, grant_id: str, dataset: str | None = None) -> Grant:
+    """The grant if it may be used now (and covers ``dataset``), else a clear refusal."""
+    grant = get(session, grant_id)
+    status = grant.status()
+    if status == "revoked":
+        raise GrantInactive(
+            f"grant {grant_id} was revoked on {_aware(grant.revoked_at).date()}"  # type: ignore[arg-type]
+            + (f": {grant.revoke_reason}" if grant.revoke_reason else ""),
+            "apply for a new grant",
+        )
+    if status == "expired":
+        raise GrantInactive(
+            f"grant {grant_id} expired on {_aware(grant.expires_at).date()}",
+            "ask the operator to extend it or apply for a new grant",
+        )
+    if dataset is not None and dataset not in grant.columns:
+        raise PolicyRefused(
+            f"grant {grant_id} does not cover dataset {dataset}",
+            f"it covers: {', '.join(grant.datasets)}; apply for access to {dataset}",
+        )
+    return grant
+
+
+def revoke(session: Session, grant_id: str, by: str, reason: str) -> Grant:
+    grant = get(session, grant_id)
+    if grant.revoked_at is None:
+        grant.revoked_at = datetime.now(timezone.utc)
+        grant.revoked_by = by
+        grant.revoke_reason = reason
+    return grant
+
+
+def extend(session: Session, grant_id: str, days: int) -> Grant:
+    grant = active(session, grant_id)
+    grant.expires_at = _aware(grant.expires_at) + timedelta(days=days)
+    return grant
+
+
+def listing(session: Session, analyst: str | None = None) -> list[Grant]:
+    query = select(Grant).order_by(Grant.created_at)
+    if analyst:
+        query = query.where(Grant.analyst == analyst)
+    return list(session.scalars(query))
+
+
+class Grants:
+    """Grant operations as one role performs them: each change and its audit entry commit together."""
+
+    def __init__(self, db: Database, audit: AuditLog, catalog: Catalog) -> None:
+        self.db = db
+        self.audit = audit
+        self.catalog = catalog
+
+    def create(
+        self,
+        actor: Actor,
+        *,
+        analyst: str,
+        datasets: list[str],
+        epsilon: float,
+        days: int,
+        purpose: str,
+        user_type: str = "public_welfare",
+        columns: list[str] | None = None,
+        operations: list[str] | None = None,
+    ) -> dict:
+        budgets = []
+        for name in datasets:
+            policy = self.catalog.policy(name)
+            if policy.openness is Openness.NOT_OPEN:
+                raise PolicyRefused(
+                    f"dataset {name} is classed not open; no grant can be made on it",
+                    "ask its provider to reclassify it, or choose another dataset",
+                )
+            if columns:
+                _check_columns(policy, columns)
+            budgets.append(DatasetBudget(name, epsilon, policy.delta, columns))
+        with self.db.transaction() as session:
+            grant = create(
+                session, analyst=analyst, purpose=purpose, budgets=budgets, days=days,
+                created_by=actor.name, user_type=user_type, operations=operations,
+            )
+            self.audit.record(
+                session, actor=actor.name, role=actor.role, action="grant.created",
+                objects={"grant": grant.id, "analyst": analyst, "datasets": datasets},
+                grant_id=grant.id, purpose=grant.purpose,
+                details={"epsilon": epsilon, "days": days, "user_type": user_type,
+                         "columns": columns, "operations": operations},
+            )
+            return grant.to_dict()
+
+    def revoke(self, actor: Actor, grant_id: str, reason: str) -> dict:
+        with self.db.transaction() as session:
+            grant = revoke(session, grant_id, actor.name, reason)
+            self.audit.record(
+                session, actor=actor.name, role=actor.role, action="grant.revoked",
+                objects={"grant": grant_id}, grant_id=grant_id, purpose=grant.purpose,
+                details={"reason": reason},
+            )
+            return grant.to_dict()
+
+    def extend(self, actor: Actor, grant_id: str, days: int) -> dict:
+        with self.db.transaction() as session:
+            grant = extend(session, grant_id, days)
+            self.audit.record(
+                session, actor=actor.name, role=actor.role, action="grant.extended",
+                objects={"grant": grant_id}, grant_id=grant_id, purpose=grant.purpose,
+                details={"days": days, "expires_at": _aware(grant.expires_at).isoformat()},
+            )
+            return grant.to_dict()
+
+    def get(self, grant_id: str) -> dict:
+        with self.db.transaction() as session:
+            grant = get(session, grant_id)
+            return {**grant.to_dict(), "budgets": [b.to_dict() for b in ledger.budgets(session, grant_id)]}
+
+    def list(self, analyst: str | None = None) -> list[dict]:
+        with self.db.transaction() as session:
+            return [g.to_dict() for g in listing(session, analyst)]
+
+
+def _check_columns(policy: Policy, columns: list[str]) -> None:
+    for name in columns:
+        if name not in policy.column_names:
+            raise InvalidInput(
+                f"dataset {policy.dataset} has no column {name}",
+                f"its columns are: {', '.join(policy.column_names)}",
+            )
+        if policy.column(name).tag is Tag.IDENTIFIER:
+            raise PolicyRefused(
+                f"column {name} of {policy.dataset} is an identifier and can never be granted",
+                "leave it out of --columns",
+            )
