@@ -18,6 +18,7 @@ TABLE_MODULES = [
     "sandbox.broker.answers",
     "sandbox.catalog",
     "sandbox.grants",
+    "sandbox.jobs.models",
     "sandbox.ledger",
 ]
 

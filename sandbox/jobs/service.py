@@ -1,0 +1,206 @@
+"""The job queue in the database: submit, claim, heartbeat, cancel, finish, recover.
+
+Every change of state is one transaction together with its audit entry, so a job is either
+fully queued or not at all, and a worker killed mid-job leaves a row that ``recover`` can
+find by its stale heartbeat and close consistently.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+
+from sandbox import grants
+from sandbox.actors import Actor
+from sandbox.audit import AuditLog
+from sandbox.catalog import Catalog
+from sandbox.db import Database
+from sandbox.errors import InvalidInput, NotFound
+from sandbox.jobs.models import Job
+from sandbox.sdk.guard import check_script
+
+MAX_SCRIPT_BYTES = 256 * 1024
+STALE_AFTER = timedelta(seconds=30)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Jobs:
+    def __init__(self, db: Database, audit: AuditLog, catalog: Catalog) -> None:
+        self.db = db
+        self.audit = audit
+        self.catalog = catalog
+
+    def submit(
+        self,
+        actor: Actor,
+        script_name: str,
+        source: str,
+        *,
+        grant_id: str | None = None,
+        mock_datasets: list[str] | None = None,
+    ) -> dict:
+        """Check the script under the policy and queue it; a refused script is kept, marked refused."""
+        mock = grant_id is None
+        if len(source.encode("utf-8")) > MAX_SCRIPT_BYTES:
+            raise InvalidInput(
+                f"the script is larger than {MAX_SCRIPT_BYTES // 1024} KiB",
+                "split the analysis into smaller scripts",
+            )
+        with self.db.transaction() as session:
+            if mock:
+                datasets = mock_datasets or self.catalog.names()
+                for name in datasets:
+                    self.catalog.policy(name)  # NotFound names the dataset
+                owner = actor.name
+            else:
+                grant = grants.active(session, grant_id)  # type: ignore[arg-type]
+                datasets, owner = grant.datasets, grant.analyst
+            violations = [v.to_dict() for v in check_script(source)]
+            job = Job(
+                id="j-" + secrets.token_hex(5),
+                owner=owner,
+                grant_id=grant_id,
+                mock=mock,
+                datasets=datasets,
+                state="refused" if violations else "queued",
+                script_name=script_name,
+                script=source,
+                script_sha256=hashlib.sha256(source.encode("utf-8")).hexdigest(),
+                submitted_at=_now(),
+                violations=violations,
+                reason="the script check refused the script" if violations else None,
+                outputs=[], resources={}, queries=[],
+            )
+            session.add(job)
+            self._audit(session, actor, job, "job.refused" if violations else "job.submitted",
+                        outcome="refused" if violations else "ok",
+                        details={"script_sha256": job.script_sha256, "mock": mock,
+                                 "violations": violations})
+            return job.to_dict()
+
+    def get(self, job_id: str) -> Job:
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"no job {job_id}", "list your jobs with `sandbox job list`")
+            session.expunge(job)
+            return job
+
+    def list(self, owner: str | None = None, limit: int = 50) -> list[dict]:
+        with self.db.transaction() as session:
+            query = select(Job).order_by(Job.submitted_at.desc()).limit(limit)
+            if owner:
+                query = query.where(Job.owner == owner)
+            return [j.to_dict() for j in session.scalars(query)]
+
+    def claim(self, worker: str, job_id: str | None = None) -> Job | None:
+        """Take the oldest queued job (or ``job_id``), atomically: two workers never take one job."""
+        with self.db.transaction() as session:
+            query = select(Job.id).where(Job.state == "queued").order_by(Job.submitted_at).limit(1)
+            if job_id:
+                query = select(Job.id).where(Job.id == job_id, Job.state == "queued")
+            found = session.scalar(query)
+            if found is None:
+                return None
+            now = _now()
+            taken = session.execute(
+                update(Job).where(Job.id == found, Job.state == "queued")
+                .values(state="running", worker=worker, started_at=now, heartbeat_at=now)
+            ).rowcount
+            if taken != 1:
+                return None
+            job = session.get(Job, found)
+            assert job is not None
+            self._audit(session, Actor(worker, "system"), job, "job.started", details={"worker": worker})
+            session.flush()
+            session.expunge(job)
+            return job
+
+    def heartbeat(self, job_id: str) -> Job:
+        """Mark the job alive and return it, so the worker sees cancellation requests."""
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.heartbeat_at = _now()
+            session.flush()
+            session.expunge(job)
+            return job
+
+    def started(self, job_id: str, *, runner: str, isolation: str, image_digest: str | None) -> None:
+        with self.db.transaction() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id)
+                .values(runner=runner, isolation=isolation, image_digest=image_digest)
+            )
+
+    def cancel(self, actor: Actor, job_id: str) -> dict:
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"no job {job_id}", "list your jobs with `sandbox job list`")
+            if job.final:
+                raise InvalidInput(f"job {job_id} has already ended ({job.state})", "nothing to cancel")
+            if job.state == "queued":
+                job.state, job.finished_at, job.reason = "cancelled", _now(), f"cancelled by {actor.name}"
+            else:
+                job.cancel_requested = True
+            self._audit(session, actor, job, "job.cancel_requested")
+            return job.to_dict()
+
+    def finish(
+        self, job_id: str, state: str, *, reason: str | None = None, exit_code: int | None = None,
+        stdout: str = "", stderr: str = "", outputs: list | None = None, resources: dict | None = None,
+        queries: list | None = None,
+    ) -> dict:
+        """Record the end of a job once; a second call (a retried finalize) changes nothing."""
+        with self.db.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.final:
+                return job.to_dict()
+            job.state, job.reason, job.exit_code = state, reason, exit_code
+            job.stdout, job.stderr = stdout, stderr
+            job.outputs, job.resources, job.queries = outputs or [], resources or {}, queries or []
+            job.finished_at = _now()
+            self._audit(
+                session, Actor(job.worker or "worker", "system"), job, "job.finished",
+                outcome=state,
+                details={"reason": reason, "exit_code": exit_code, "image_digest": job.image_digest,
+                         "script_sha256": job.script_sha256, "outputs": job.outputs,
+                         "resources": job.resources,
+                         "epsilon": sum(q.get("epsilon", 0.0) for q in job.queries)},
+            )
+            return job.to_dict()
+
+    def recover(self, stale_after: timedelta = STALE_AFTER) -> list[str]:
+        """Close jobs whose worker stopped mid-job: failed, nothing released, charges kept."""
+        cutoff = _now() - stale_after
+        with self.db.transaction() as session:
+            stale = list(session.scalars(
+                select(Job).where(Job.state == "running", Job.heartbeat_at < cutoff)
+            ))
+        closed = []
+        for job in stale:
+            self.finish(job.id, "failed",
+                        reason="the worker stopped while the job ran; no output was released "
+                               "(budget already spent by its queries stays spent)")
+            closed.append(job.id)
+        return closed
+
+    def _audit(self, session, actor: Actor, job: Job, action: str, outcome: str = "ok",  # type: ignore[no-untyped-def]
+               details: dict | None = None) -> None:
+        self.audit.record(
+            session, actor=actor.name, role=actor.role, action=action, outcome=outcome,
+            objects={"job": job.id, "datasets": job.datasets, "mock": job.mock},
+            grant_id=job.grant_id, details=details,
+        )
+
+
+def describe_violations(job: dict) -> str:
+    """The script check's refusals, one line each: where, which rule, what to do."""
+    return "\n".join(f"  line {v['line']}: [{v['rule']}] {v['message']}" for v in job["violations"])
