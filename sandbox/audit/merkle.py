@@ -7,7 +7,7 @@ interior nodes get different prefixes (0x00, 0x01) so a leaf can never pass for 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Iterable, Sequence
 
 HASH_SIZE = 32
 
@@ -40,6 +40,30 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
             paired.append(level[-1])
         level = paired
     return level[0]
+
+
+def roots_at(leaf_hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+    """The root of every prefix of the given sizes, in one pass over the leaves.
+
+    Keeps the perfect subtrees of the tree so far (its "frontier"); folding them right to
+    left gives the RFC root, so checking k checkpoints costs O(n + k log n), not O(k n).
+    """
+    wanted = set(sizes)
+    if max(wanted, default=0) > len(leaf_hashes):
+        raise ValueError(f"size {max(wanted)} beyond a tree of {len(leaf_hashes)} leaves")
+    out = {0: root([])} if 0 in wanted else {}
+    frontier: list[tuple[int, bytes]] = []  # (leaf count, hash), counts strictly decreasing
+    for n, leaf in enumerate(leaf_hashes, start=1):
+        count, node = 1, leaf
+        while frontier and frontier[-1][0] == count:
+            count, node = count * 2, node_hash(frontier.pop()[1], node)
+        frontier.append((count, node))
+        if n in wanted:
+            acc = frontier[-1][1]
+            for _, left in reversed(frontier[:-1]):
+                acc = node_hash(left, acc)
+            out[n] = acc
+    return out
 
 
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:

@@ -167,3 +167,9 @@ def test_all_proofs_of_larger_trees_verify() -> None:
         for m in range(0, n + 1):
             proof = merkle.consistency_proof(m, leaves[:n])
             assert merkle.verify_consistency(m, n, merkle.root(leaves[:m]), r, proof), (m, n)
+
+
+def test_roots_at_matches_root_of_each_prefix() -> None:
+    assert merkle.roots_at(HASHES, range(9)) == {n: bytes.fromhex(r) for n, r in ROOTS.items()}
+    with pytest.raises(ValueError):
+        merkle.roots_at(HASHES, [9])
