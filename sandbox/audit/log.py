@@ -7,10 +7,10 @@ JSONL file outside it, so rewriting history needs both the signing key and both 
 When checkpoints are signed: ``record()`` runs inside the caller's transaction, where
 signing would be wrong (the entry might still roll back). When an entry brings the size to
 a multiple of ``every``, ``record()`` marks the session; once that session's transaction has
-ended and released its connection, a listener signs a checkpoint in a fresh transaction if
-the committed log has crossed a multiple of ``every`` since the last checkpoint (after a
-rollback it has not, and nothing happens). Callers also call ``checkpoint()`` at the end of
-every CLI command, so no entry stays uncovered for long.
+ended and released its connection, a listener signs, in a fresh transaction, the largest
+multiple of ``every`` the committed log has reached, unless a checkpoint already covers it
+(after a rollback nothing new is committed, so nothing happens). Callers also call
+``checkpoint()`` at the end of every CLI command, so no entry stays uncovered for long.
 """
 from __future__ import annotations
 
@@ -165,9 +165,11 @@ class AuditLog:
                 raise AuditDamaged("the audit log has gaps in its sequence numbers; no checkpoint was signed",
                                    "run `sandbox audit verify` to see which entries are missing")
             last = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
-            if size <= last or (due_only and size // self.every <= last // self.every):
+            if due_only:  # the boundary itself, even if other writers have appended since
+                size = size // self.every * self.every
+            if size <= last:
                 return None
-            root = merkle.root([bytes.fromhex(r.leaf_hash) for r in rows]).hex()
+            root = merkle.root([bytes.fromhex(r.leaf_hash) for r in rows[:size]]).hex()
             cp = signing.sign_checkpoint(self._key, size, root, utc_now())
             session.add(AuditCheckpoint(**cp))
             session.flush()
