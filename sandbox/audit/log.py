@@ -275,10 +275,11 @@ class AuditLog:
                                "pick 0 <= old <= new <= the log's size")
         return [p.hex() for p in merkle.consistency_proof(old_size, [bytes.fromhex(h) for h in hashes])]
 
-    def export(self, out_dir: Path) -> None:
+    def export(self, out_dir: Path) -> dict[str, int]:
         """entries.jsonl (each line the exact hashed bytes), checkpoints.jsonl and the public key.
 
-        Everything a reviewer needs to verify the log offline; see docs/audit.md.
+        Everything a reviewer needs to verify the log offline (see docs/audit.md); returns
+        how many entries and checkpoints were written.
         """
         targets = [out_dir / name for name in EXPORT_FILES]
         taken = [str(t) for t in targets if t.exists()]
@@ -293,3 +294,4 @@ class AuditLog:
         checkpoints_path.write_text(
             "".join(canonical_json(_checkpoint_dict(cp)) + "\n" for cp in checkpoints), "utf-8")
         key_path.write_bytes(signing.public_pem(self.public_key))
+        return {"entries": len(rows), "checkpoints": len(checkpoints)}
