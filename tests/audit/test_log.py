@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -125,6 +127,27 @@ def test_concurrent_appends_are_gap_free_and_verify(db: Database, key: Path, tmp
     sizes = [json.loads(x)["size"] for x in audit.checkpoint_file.read_text().splitlines()]
     assert sizes == sorted(set(sizes)) and sizes[-1] == 200
     assert all(size % 7 == 0 for size in sizes[:-1])  # automatic ones land on the boundaries
+
+
+_APPENDER = """
+import sys
+from pathlib import Path
+from sandbox.audit import AuditLog
+from sandbox.db import Database
+log = AuditLog(Database(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), every=5)
+for i in range(15):
+    log.append(actor=sys.argv[4], role="analyst", action="query", details={"i": i})
+"""
+
+
+def test_concurrent_appends_from_processes_are_gap_free_and_verify(audit: AuditLog, key: Path) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, audit.db.url, str(key),
+                               str(audit.checkpoint_file), f"p{n}"]) for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    assert [e["seq"] for e in audit.entries()] == list(range(60))
+    assert sorted(e["actor"] for e in audit.entries()) == sorted(f"p{n}" for n in range(4) for _ in range(15))
+    report = audit.verify()
+    assert report.ok and report.checkpoints >= 1, report.problems
 
 
 # -- reading ---------------------------------------------------------------------------------
