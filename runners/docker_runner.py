@@ -1,0 +1,389 @@
+"""Docker runner: each job in its own hardened, single-use container.
+
+Containers are started either cold (created in ``prepare``, started in ``start``) or taken from
+a pool of pre-started containers (see ``pool.py``) whose tiny waiter blocks on a FIFO in /job
+until ``start`` writes the job's command into it; either way a container serves one job and is
+removed at ``cleanup``. Every container carries the label ``sandbox.runner=docker`` so that
+``sweep`` can remove the ones a crashed worker left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Collection, Sequence
+
+import docker
+import docker.errors
+import requests
+from docker.models.containers import Container
+from docker.types import LogConfig, Mount, Ulimit
+
+from . import outputs, workspace
+from .base import (
+    FINAL_STATES, JOB_DIR, OUT_DIR, SCRATCH_DIR, SOCKET_NAME, JobSpec, Limits, RunnerError,
+    RunResult, State, Workspace,
+)
+from .uids import UidPool
+
+log = logging.getLogger(__name__)
+
+LABEL = "sandbox.runner"
+JOB_LABEL = "sandbox.job"
+SLOT_LABEL = "sandbox.slot"
+START_FIFO = ".start"  # in /job: the pool's waiter reads the job's command from it
+DEFAULT_ROOT = Path(os.environ.get("SANDBOX_RUNNER_ROOT", "/var/lib/sandbox-runner"))
+
+# Runs in a pre-started container: block until the runner writes {"argv", "env"}, then become it.
+WAITER = (
+    "import json, os\n"
+    f"with open('{JOB_DIR}/{START_FIFO}', 'rb') as f:\n"
+    "    job = json.loads(f.read())\n"
+    "os.execvpe(job['argv'][0], job['argv'], {**os.environ, **job['env']})\n"
+)
+
+
+def job_env(spec_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The job's whole environment besides the image's PATH: nothing secret, ever."""
+    env = {
+        "HOME": SCRATCH_DIR,
+        "TMPDIR": SCRATCH_DIR,
+        "MPLCONFIGDIR": SCRATCH_DIR,
+        "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "SANDBOX_SOCKET": f"{JOB_DIR}/{SOCKET_NAME}",
+        "SANDBOX_OUTPUT": OUT_DIR,
+    }
+    env.update(spec_env or {})
+    return env
+
+
+def container_config(image: str, command: Sequence[str], ws: Workspace, limits: Limits,
+                     env: dict[str, str], labels: dict[str, str]) -> dict:
+    """Keyword arguments of ``containers.create``: every hardening option in one place."""
+    mem = f"{limits.memory_mb}m"
+    log_kb = 4 * limits.stdout_bytes // 1024 + 1024  # JSON framing roughly doubles the bytes
+    return dict(
+        image=image,
+        command=list(command),
+        user=f"{ws.uid}:{ws.uid}",
+        working_dir=JOB_DIR,
+        environment=env,
+        labels=labels,
+        network_mode="none",
+        ipc_mode="none",
+        read_only=True,
+        tmpfs={SCRATCH_DIR: f"rw,nosuid,nodev,noexec,size={limits.tmpfs_mb}m,mode=1777"},
+        mounts=[
+            Mount(JOB_DIR, str(ws.job_dir), type="bind", read_only=True),
+            Mount(OUT_DIR, str(ws.out_dir), type="bind", read_only=False),
+        ],
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=limits.pids,
+        mem_limit=mem,
+        memswap_limit=mem,
+        nano_cpus=int(limits.cpus * 1e9),
+        ulimits=[
+            Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+            Ulimit(name="nproc", soft=limits.pids, hard=limits.pids),
+            Ulimit(name="fsize", soft=limits.fsize_mb * 2**20, hard=limits.fsize_mb * 2**20),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        log_config=LogConfig(type="json-file", config={"max-size": f"{log_kb}k", "max-file": "1"}),
+        init=True,
+        hostname="sandbox",
+        stdin_open=False,
+        tty=False,
+        detach=True,
+    )
+
+
+class _Capture(threading.Thread):
+    """Follows one stream of a container's log, keeping at most ``cap`` bytes."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, stderr: bool, cap: int) -> None:
+        super().__init__(daemon=True)
+        self._args = (client, container_id, stderr)
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def run(self) -> None:
+        client, cid, stderr = self._args
+        try:
+            stream = client.api.logs(cid, stdout=not stderr, stderr=stderr, stream=True, follow=True)
+            try:
+                for chunk in stream:
+                    room = self.cap - len(self.data)
+                    self.data += chunk[:room]
+                    if len(chunk) > room:
+                        self.truncated = True
+                        break
+            finally:
+                stream.close()
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            log.warning("log capture of %s stopped: %s", cid[:12], exc)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+@dataclass
+class _Job:
+    spec: JobSpec
+    base: Path
+    ws: Workspace
+    container: Container
+    image_digest: str
+    pooled: bool
+    started: float | None = None
+    deadline: float | None = None
+    ended: float | None = None
+    state: State = "prepared"
+    exit_code: int | None = None
+    killed: bool = False
+    timed_out: bool = False
+    captures: list[_Capture] = field(default_factory=list)
+    result: RunResult | None = None
+
+
+class DockerRunner:
+    """The default runner; ``pool_size > 0`` keeps that many containers pre-started for jobs
+    whose image and container limits equal ``pool_image`` and ``pool_limits``."""
+
+    name = "docker"
+    isolation = "strong"
+
+    def __init__(self, root: Path = DEFAULT_ROOT, pool_size: int = 0, pool_image: str | None = None,
+                 pool_limits: Limits = Limits(), client: docker.DockerClient | None = None) -> None:
+        self.client = client or docker.from_env()
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o711)
+        self.uids = UidPool(root / "uids")
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self.pool = None
+        if pool_size > 0:
+            from .pool import Pool
+
+            if not pool_image:
+                raise RunnerError("a pool needs pool_image")
+            self.pool = Pool(self, pool_image, pool_limits, pool_size)
+
+    # -- the Runner interface ---------------------------------------------------------------
+
+    def prepare(self, spec: JobSpec) -> Workspace:
+        with self._lock:
+            if spec.job_id in self._jobs:
+                return self._jobs[spec.job_id].ws
+        job = self.pool.take(spec) if self.pool else None
+        if job is None:
+            job = self._create_cold(spec)
+        workspace.write_files(job.ws, spec.files)
+        with self._lock:
+            self._jobs[spec.job_id] = job
+        return job.ws
+
+    def start(self, spec: JobSpec) -> None:
+        job = self._job(spec)
+        if job.state != "prepared":
+            return
+        workspace.grant_socket(job.ws)
+        if job.pooled:
+            self._trigger(job)
+        else:
+            job.container.start()
+        job.started = time.monotonic()
+        job.deadline = job.started + spec.limits.timeout_s
+        job.state = "running"
+        job.captures = [
+            _Capture(self.client, job.container.id, stderr, spec.limits.stdout_bytes)
+            for stderr in (False, True)
+        ]
+        for capture in job.captures:
+            capture.start()
+
+    def wait(self, spec: JobSpec, timeout: float | None = None) -> State:
+        job = self._job(spec)
+        if job.state in FINAL_STATES or job.state == "prepared":
+            return job.state
+        assert job.deadline is not None
+        remaining = job.deadline - time.monotonic()
+        budget = remaining if timeout is None else min(timeout, remaining)
+        try:
+            job.container.wait(timeout=max(budget, 0.01))
+        except requests.exceptions.RequestException:
+            if time.monotonic() < job.deadline:
+                return "running"
+            job.timed_out = True
+            self._stop(job)
+        self._finish(job)
+        return job.state
+
+    def collect(self, spec: JobSpec) -> RunResult:
+        job = self._job(spec)
+        if job.result is not None:
+            return job.result
+        if job.state not in FINAL_STATES:
+            raise RunnerError(f"job {spec.job_id} has not ended (state {job.state}): wait for it first")
+        out, err = job.captures
+        accepted, refused = outputs.collect(job.ws.out_dir, spec.output_dir, spec.limits)
+        job.result = RunResult(
+            state=job.state, exit_code=job.exit_code, stdout=out.text(), stderr=err.text(),
+            stdout_truncated=out.truncated, stderr_truncated=err.truncated,
+            duration_s=(job.ended or 0.0) - (job.started or 0.0), image_digest=job.image_digest,
+            isolation=self.isolation, outputs=accepted, refused=refused,
+        )
+        return job.result
+
+    def kill(self, spec: JobSpec) -> None:
+        with self._lock:
+            job = self._jobs.get(spec.job_id)
+        if job is None or job.state in FINAL_STATES:
+            return
+        job.killed = True
+        if job.state == "prepared":
+            job.state = "killed"
+            return
+        self._stop(job)
+        self._finish(job)
+
+    def cleanup(self, spec: JobSpec) -> None:
+        with self._lock:
+            job = self._jobs.pop(spec.job_id, None)
+        if job is not None:
+            self._remove(job.container.id)
+            workspace.destroy(job.base)
+            self.uids.release(job.ws.uid)
+            return
+        # Unknown here (e.g. after a restart): remove whatever carries the job's label.
+        for c in self.client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={spec.job_id}"}):
+            self._remove(c.id)
+        workspace.destroy(self.root / "jobs" / workspace.safe_key(spec.job_id))
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def sweep(self, alive: Collection[str] = ()) -> list[str]:
+        """Remove containers and folders of jobs neither known here nor in ``alive`` (job ids):
+        call it when a worker starts, to clear what a crashed worker left behind."""
+        with self._lock:
+            keep_jobs = set(alive) | set(self._jobs)
+            keep_ids = {j.container.id for j in self._jobs.values()}
+        keep_ids |= self.pool.container_ids() if self.pool else set()
+        removed = []
+        for c in self.client.containers.list(all=True, filters={"label": LABEL}):
+            if c.id not in keep_ids and c.labels.get(JOB_LABEL) not in keep_jobs:
+                self._remove(c.id)
+                removed.append(c.id)
+        keep_dirs = {workspace.safe_key(j) for j in keep_jobs}
+        keep_dirs |= {j.base.name for j in self._jobs.values()}
+        keep_dirs |= self.pool.slot_names() if self.pool else set()
+        for parent in (self.root / "jobs", self.root / "slots"):
+            for base in parent.glob("*") if parent.is_dir() else ():
+                if base.name not in keep_dirs:
+                    workspace.destroy(base)
+        return removed
+
+    def close(self) -> None:
+        """Stop the pool and remove its unused containers (jobs are left to their owners)."""
+        if self.pool:
+            self.pool.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _job(self, spec: JobSpec) -> _Job:
+        with self._lock:
+            job = self._jobs.get(spec.job_id)
+        if job is None:
+            raise RunnerError(f"job {spec.job_id} is not prepared on this runner: call prepare first")
+        return job
+
+    def image_digest(self, image: str) -> str:
+        try:
+            return self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            raise RunnerError(f"image {image} not found: build it with `python -m runners.image`") from None
+
+    def new_container(self, base: Path, image: str, command: Sequence[str], limits: Limits,
+                      env: dict[str, str], labels: dict[str, str]) -> tuple[Workspace, Container]:
+        """A uid, a job folder and a created (not started) hardened container for them."""
+        uid = self.uids.acquire()
+        try:
+            ws = workspace.create(base, uid, limits)
+            config = container_config(image, command, ws, limits, env, {LABEL: "docker", **labels})
+            return ws, self.client.containers.create(**config)
+        except BaseException:
+            workspace.destroy(base)
+            self.uids.release(uid)
+            raise
+
+    def _create_cold(self, spec: JobSpec) -> _Job:
+        digest = self.image_digest(spec.image)
+        base = self.root / "jobs" / workspace.safe_key(spec.job_id)
+        # A container left by an earlier attempt of this job is not trusted: start afresh.
+        for c in self.client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={spec.job_id}"}):
+            self._remove(c.id)
+        workspace.destroy(base)
+        ws, container = self.new_container(
+            base, digest, spec.command, spec.limits, job_env(dict(spec.env)), {JOB_LABEL: spec.job_id})
+        return _Job(spec=spec, base=base, ws=ws, container=container, image_digest=digest, pooled=False)
+
+    def _trigger(self, job: _Job) -> None:
+        """Hand the command to a pooled container's waiter through the FIFO in its /job."""
+        payload = json.dumps({"argv": list(job.spec.command), "env": job_env(dict(job.spec.env))}).encode()
+        fifo = job.ws.job_dir / START_FIFO
+        give_up = time.monotonic() + 30
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                break
+            except OSError:  # ENXIO: the waiter has not opened it yet
+                if time.monotonic() > give_up:
+                    raise RunnerError(f"pooled container for {job.spec.job_id} never became ready") from None
+                time.sleep(0.002)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+
+    def _stop(self, job: _Job) -> None:
+        try:
+            job.container.kill()
+        except docker.errors.APIError:
+            pass  # already stopped
+        try:
+            job.container.wait(timeout=30)
+        except (requests.exceptions.RequestException, docker.errors.APIError):
+            log.warning("container of job %s did not stop after kill", job.spec.job_id)
+
+    def _finish(self, job: _Job) -> None:
+        job.ended = job.ended or time.monotonic()
+        for capture in job.captures:
+            capture.join(timeout=10)
+        job.container.reload()
+        st = job.container.attrs["State"]
+        job.exit_code = st.get("ExitCode")
+        if job.killed:
+            job.state = "killed"
+        elif job.timed_out:
+            job.state = "timed_out"
+        elif st.get("OOMKilled"):
+            job.state = "oom"
+        else:
+            job.state = "succeeded" if job.exit_code == 0 else "failed"
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
