@@ -1,0 +1,1 @@
+"""The broker: answers DP queries about datasets (query language, OpenDP engine, service)."""
