@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,8 @@ Handler = Callable[[str, dict], Any]
 
 INTERNAL_MESSAGE = "the broker failed to answer; the job's log has been kept for the operator"
 ACCEPT_POLL_S = 0.2
+DRAIN_S = 2.0
+DRAIN_BYTES = 8 * 1024 * 1024
 
 
 class SocketServer:
@@ -155,6 +158,7 @@ class SocketServer:
                 except wire.WireError as exc:  # too large, or cut mid-message: out of step, close
                     self._send(conn, wire.error_response(None, exc.code, exc.message,
                                                          "keep each message under 1 MiB"))
+                    self._drain(conn)
                     return
                 if line is None:
                     return
@@ -173,6 +177,23 @@ class SocketServer:
                 conn.close()
             except OSError:
                 pass
+
+    @staticmethod
+    def _drain(conn: socket.socket) -> None:
+        """Half-close and discard what the peer is still sending (bounded), so that closing does
+        not reset the connection before the peer has read our error."""
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(DRAIN_S)
+            deadline = time.monotonic() + DRAIN_S
+            left = DRAIN_BYTES
+            while left > 0 and time.monotonic() < deadline:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def _send(self, conn: socket.socket, response: dict) -> bool:
         try:
