@@ -79,6 +79,7 @@ _BY_CODE: dict[str, type[SandboxError]] = {
     "query_invalid": QueryInvalid,
     "invalid_input": QueryInvalid,
     "not_found": QueryInvalid,
+    "already_exists": QueryInvalid,
     "policy_invalid": PolicyRefused,
     "policy_refused": PolicyRefused,
     "grant_inactive": GrantInactive,
