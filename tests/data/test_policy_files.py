@@ -201,3 +201,18 @@ def test_empty_and_non_utf8_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00datasets")
     with pytest.raises(PolicyInvalid, match="UTF-8"):
         load_policy_file(binary)
+
+
+def test_docs_example_loads():
+    doc = (FARM.parents[1] / "docs" / "policies.md").read_text(encoding="utf-8")
+    example = doc.split("## Example", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    from sandbox.policy import parse_policy_text
+
+    policy = parse_policy_text(example, "docs/policies.md")["loan_defaults"]
+    assert policy.privacy_unit.max_rows == 3 and policy.extra["prices"]["public_welfare"] == "free"
+    # the error shown in the docs is the one the example policy file gives
+    broken = FARM.read_text(encoding="utf-8").replace("bounds: [18, 90]", "bounds: [90, 18]")
+    with pytest.raises(PolicyInvalid) as e:
+        parse_policy_text(broken, "policies/farm-credit.yaml")
+    first = e.value.problems[0].render("policies/farm-credit.yaml")  # type: ignore[attr-defined]
+    assert first in doc
