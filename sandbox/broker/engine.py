@@ -144,8 +144,12 @@ class Prepared:
 def prepare(policy: Policy, raw: pl.DataFrame) -> Prepared:
     unit = policy.privacy_unit
     lf = raw.lazy()
-    if unit.column in raw.columns and unit.max_rows > 0:
-        lf = lf.filter(pl.int_range(pl.len()).over(unit.column) < unit.max_rows)
+    if unit.column in raw.columns and unit.max_rows > 0 and raw[unit.column].is_duplicated().any():
+        # Enforce the declared bound on rows per privacy unit (keep the first ones).
+        if unit.max_rows == 1:
+            lf = lf.filter(pl.col(unit.column).is_first_distinct())
+        else:
+            lf = lf.filter(pl.int_range(pl.len()).over(unit.column) < unit.max_rows)
     exprs: list[pl.Expr] = []
     for col in policy.columns:
         if col.tag is Tag.IDENTIFIER or col.type is ColumnType.STRING:
