@@ -265,3 +265,20 @@ def test_canary_never_in_public_views(env, demo_csvs):
     assert CANARY not in stored
     for path in env.vault_files():
         assert CANARY.encode() not in path.read_bytes()
+
+
+def test_reads_inside_an_open_write_transaction(env, demo_csvs):
+    """The broker looks datasets up while it holds a transaction; SQLite must not deadlock."""
+    import time
+
+    from sqlalchemy import text
+
+    env.catalog.add(demo_csvs["loan_defaults"], "loan_defaults", FARM, PROVIDER)
+    start = time.monotonic()
+    with env.db.transaction() as session:
+        session.execute(text("SELECT 1 FROM datasets"))  # BEGIN IMMEDIATE: the write lock is held
+        assert env.catalog.get("loan_defaults").name == "loan_defaults"
+        assert env.catalog.policy("loan_defaults").dataset == "loan_defaults"
+        assert env.catalog.describe("loan_defaults", session)["name"] == "loan_defaults"
+        assert env.catalog.names() == ["loan_defaults"]
+    assert time.monotonic() - start < 10
