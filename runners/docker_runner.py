@@ -265,8 +265,8 @@ class DockerRunner:
             self.uids.release(job.ws.uid)
             return
         # Unknown here (e.g. after a restart): remove whatever carries the job's label.
-        for c in self.client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={spec.job_id}"}):
-            self._remove(c.id)
+        for c in self.labelled(f"{JOB_LABEL}={spec.job_id}"):
+            self._remove(c["Id"])
         workspace.destroy(self.root / "jobs" / workspace.safe_key(spec.job_id))
 
     # -- housekeeping -------------------------------------------------------------------------
@@ -279,10 +279,10 @@ class DockerRunner:
             keep_ids = {j.container.id for j in self._jobs.values()}
         keep_ids |= self.pool.container_ids() if self.pool else set()
         removed = []
-        for c in self.client.containers.list(all=True, filters={"label": LABEL}):
-            if c.id not in keep_ids and c.labels.get(JOB_LABEL) not in keep_jobs:
-                self._remove(c.id)
-                removed.append(c.id)
+        for c in self.labelled(LABEL):
+            if c["Id"] not in keep_ids and (c.get("Labels") or {}).get(JOB_LABEL) not in keep_jobs:
+                self._remove(c["Id"])
+                removed.append(c["Id"])
         keep_dirs = {workspace.safe_key(j) for j in keep_jobs}
         keep_dirs |= {j.base.name for j in self._jobs.values()}
         keep_dirs |= self.pool.slot_names() if self.pool else set()
@@ -305,6 +305,10 @@ class DockerRunner:
         if job is None:
             raise RunnerError(f"job {spec.job_id} is not prepared on this runner: call prepare first")
         return job
+
+    def labelled(self, label: str) -> list[dict]:
+        """Containers (running or not) carrying ``label`` (``key`` or ``key=value``)."""
+        return self.client.api.containers(all=True, filters={"label": label})
 
     def image_digest(self, image: str) -> str:
         try:
@@ -329,8 +333,8 @@ class DockerRunner:
         digest = self.image_digest(spec.image)
         base = self.root / "jobs" / workspace.safe_key(spec.job_id)
         # A container left by an earlier attempt of this job is not trusted: start afresh.
-        for c in self.client.containers.list(all=True, filters={"label": f"{JOB_LABEL}={spec.job_id}"}):
-            self._remove(c.id)
+        for c in self.labelled(f"{JOB_LABEL}={spec.job_id}"):
+            self._remove(c["Id"])
         workspace.destroy(base)
         ws, container = self.new_container(
             base, digest, spec.command, spec.limits, job_env(dict(spec.env)), {JOB_LABEL: spec.job_id})

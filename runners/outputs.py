@@ -40,15 +40,17 @@ def collect(out_dir: Path, dest: Path, limits: Limits) -> tuple[list[OutputFile]
         except OSError:
             refused[shown] = "not a regular file (symlinks are refused)"
             continue
-        with os.fdopen(fd, "rb") as src:
-            st = os.fstat(src.fileno())
+        try:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
                 refused[shown] = "not a regular file"
                 continue
             if st.st_size > per_file or total + st.st_size > limits.output_bytes:
                 refused[shown] = f"too large: {st.st_size} bytes (each <= {per_file}, all <= {limits.output_bytes})"
                 continue
-            data = src.read(st.st_size + 1)
+            data = _read_at_most(fd, st.st_size + 1)
+        finally:
+            os.close(fd)
         if len(data) != st.st_size:
             refused[shown] = "changed while being collected"
             continue
@@ -61,3 +63,11 @@ def collect(out_dir: Path, dest: Path, limits: Limits) -> tuple[list[OutputFile]
         total += len(data)
         accepted.append(OutputFile(name, len(data)))
     return accepted, refused
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    while limit > 0 and (chunk := os.read(fd, min(limit, 2**20))):
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
