@@ -87,8 +87,8 @@ class Broker:
             dataset = _dataset_of(doc)
             with self.db.transaction() as session:
                 grant = grants.active(session, grant_id, dataset)
-                entry = self.catalog.get(dataset)
-                policy = self.catalog.policy(dataset)
+                entry = self.catalog.get(dataset, session)
+                policy = self.catalog.policy(dataset, session)
                 query = parse_query(doc, policy, _scope(grant, dataset))
                 return query, entry.version
         except SandboxError as err:

@@ -37,9 +37,10 @@ def dataset() -> None:
 @click.pass_obj
 def dataset_add(state: State, path: str, name: str, policy_path: str, replace: bool) -> None:
     """Encrypt PATH (CSV or Parquet) into the vault under NAME, checked against its policy."""
-    state.services.catalog.add(Path(path), name, Path(policy_path), state.actor, replace=replace)
-    info = state.services.catalog.describe(name)
-    state.emit(info, f"added dataset {name} version {info['version'][:12]} (encrypted in the vault)")
+    added = state.services.catalog.add(Path(path), name, Path(policy_path), state.actor, replace=replace)
+    info = {**state.services.catalog.describe(name), "warnings": added.warnings}
+    notes = "".join(f"\n  warning: {w}" for w in added.warnings)
+    state.emit(info, f"added dataset {name} version {info['version'][:12]} (encrypted in the vault){notes}")
 
 
 @dataset.command("list")
