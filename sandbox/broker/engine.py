@@ -236,7 +236,8 @@ def _keys_frame(policy: Policy, by: tuple[str, ...], bin_col: str | None) -> pl.
         labels = bin_labels(col.bins)  # type: ignore[arg-type]
         part = pl.DataFrame({_BIN + bin_col: pl.Series(labels, dtype=pl.Enum(labels))})
         frame = frame.join(part, how="cross")
-    return frame.drop("__one__")
+    # Without keys the frame keeps its single dummy row: one group, the whole (filtered) data.
+    return frame.drop("__one__") if frame.width > 1 else frame
 
 
 def _filter_expr(policy: Policy, f: Filter, opendp_plan: bool = False) -> pl.Expr:
@@ -412,6 +413,8 @@ def _compile_polars(policy: Policy, query: Query, plan: Plan, stats: list[Stat])
         cols = sorted({f.column for f in query.filters} | set(by)
                       | {(_FX + s.column) if s.kind == "sum" else s.column for s in members
                          if s.column is not None and s.kind != "histogram"})
+        if not cols:  # a frame of no columns has no rows either: keep one column to count
+            cols = [next(iter(schema))]
         max_groups = 1
         for name in by:
             max_groups *= len(schema[name].categories) + 1 if isinstance(schema[name], pl.Enum) else 3
@@ -557,7 +560,7 @@ def _assemble(policy: Policy, plan: Plan, noisy: dict[str, list], mock: bool) ->
     count = stats.get("count:")
     kept = set()
     if count is not None:
-        key_rows = plan.keys.rows()
+        key_rows = plan.keys.select(by).rows() if by else [()]
         for i, key in enumerate(key_rows):
             n = noisy["count:"][i]
             if n is None or n < threshold:
