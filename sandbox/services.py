@@ -17,6 +17,7 @@ from sandbox.catalog import Catalog
 from sandbox.db import Database
 from sandbox.errors import AlreadyExists
 from sandbox.grants import Grants
+from sandbox.jobs.service import Jobs
 from sandbox.home import Home, default_home
 from sandbox.vault import Vault
 
@@ -30,6 +31,7 @@ class Services:
         self.vault = Vault(home.vault, home.master_key)
         self.catalog = Catalog(self.db, self.vault, self.audit)
         self.grants = Grants(self.db, self.audit, self.catalog)
+        self.jobs = Jobs(self.db, self.audit, self.catalog)
 
     @cached_property
     def broker(self):  # type: ignore[no-untyped-def]

@@ -1,0 +1,145 @@
+"""Commands for scripts and jobs: run on mock data, submit, follow, cancel, and the worker."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sandbox.cli.data import _table
+from sandbox.cli.root import State
+from sandbox.errors import InvalidInput, NotFound
+from sandbox.jobs.service import describe_violations
+
+
+def _read_script(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no script {path}", "pass the path of your analysis script") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text", "save the script as UTF-8") from None
+
+
+def _worker(state: State):  # type: ignore[no-untyped-def]
+    from sandbox.jobs.worker import Worker
+
+    return Worker(state.services)
+
+
+def _report(state: State, job: dict) -> None:
+    """A finished (or refused) job: its state, stdout, files and what it spent."""
+    if job["state"] == "refused":
+        state.emit(job, f"job {job['id']} refused by the script check:\n{describe_violations(job)}")
+        sys.exit(3)
+    label = " [MOCK: mock data, no budget spent]" if job["mock"] else ""
+    lines = [f"job {job['id']}: {job['state']}{label}"]
+    if job["reason"]:
+        lines.append(f"  {job['reason']}")
+    full = state.services.jobs.get(job["id"])
+    if full.stdout:
+        lines += ["", full.stdout.rstrip()]
+    if full.stderr and job["state"] != "succeeded":
+        lines += ["", "stderr:", full.stderr.rstrip()]
+    lines.append("")
+    lines += [f"output: {state.services.home.jobs / job['id'] / 'out' / o['name']} ({o['size']} bytes)"
+              for o in job["outputs"]]
+    lines.append(f"queries: {len(job['queries'])}, epsilon spent: {job['epsilon_spent']:g}")
+    state.emit(job, "\n".join(lines))
+    if job["state"] != "succeeded":
+        sys.exit(4)
+
+
+@click.command()
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.option("--mock", is_flag=True, required=True, help="Run against mock data (required: real runs use `submit`).")
+@click.option("--dataset", "datasets", multiple=True, help="Datasets the mock broker serves (default: all).")
+@click.pass_obj
+def run(state: State, script: str, mock: bool, datasets: tuple[str, ...]) -> None:
+    """Run SCRIPT now in a sealed container against MOCK data: no grant, no budget."""
+    job = state.services.jobs.submit(state.actor, Path(script).name, _read_script(script),
+                                     mock_datasets=list(datasets) or None)
+    if job["state"] == "queued":
+        job = _worker(state).run_next(job["id"]) or job
+    _report(state, job)
+
+
+@click.command()
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.option("--grant", "grant_id", required=True)
+@click.option("--wait", is_flag=True, help="Run the job in this process now and show its results.")
+@click.pass_obj
+def submit(state: State, script: str, grant_id: str, wait: bool) -> None:
+    """Check SCRIPT and queue it as a job under a grant."""
+    job = state.services.jobs.submit(state.actor, Path(script).name, _read_script(script), grant_id=grant_id)
+    if job["state"] == "refused" or wait:
+        if wait:
+            job = _worker(state).run_next(job["id"]) or state.services.jobs.get(job["id"]).to_dict()
+        _report(state, job)
+        return
+    state.emit(job, f"{job['id']} queued; follow it with `sandbox job status {job['id']}`"
+                    " (a worker runs it: `sandbox worker`)")
+
+
+@click.group()
+def job() -> None:
+    """Follow, read and cancel jobs."""
+
+
+@job.command("list")
+@click.option("--owner")
+@click.pass_obj
+def job_list(state: State, owner: str | None) -> None:
+    items = state.services.jobs.list(owner)
+    state.emit(items, _table(items, ["id", "owner", "state", "grant_id", "mock", "script_name", "submitted_at"]))
+
+
+@job.command("status")
+@click.argument("job_id")
+@click.pass_obj
+def job_status(state: State, job_id: str) -> None:
+    info = state.services.jobs.get(job_id).to_dict()
+    fields = ("id", "state", "reason", "owner", "grant_id", "mock", "runner", "isolation", "image_digest",
+              "script_sha256", "submitted_at", "started_at", "finished_at", "epsilon_spent")
+    state.emit(info, "\n".join(f"{k}: {info[k]}" for k in fields if info[k] not in (None, "")))
+
+
+@job.command("logs")
+@click.argument("job_id")
+@click.pass_obj
+def job_logs(state: State, job_id: str) -> None:
+    found = state.services.jobs.get(job_id)
+    state.emit({"stdout": found.stdout, "stderr": found.stderr},
+               found.stdout + (f"\n--- stderr ---\n{found.stderr}" if found.stderr else ""))
+
+
+@job.command("results")
+@click.argument("job_id")
+@click.pass_obj
+def job_results(state: State, job_id: str) -> None:
+    _report(state, state.services.jobs.get(job_id).to_dict())
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@click.pass_obj
+def job_cancel(state: State, job_id: str) -> None:
+    info = state.services.jobs.cancel(state.actor, job_id)
+    state.emit(info, f"job {job_id}: {'cancelled' if info['state'] == 'cancelled' else 'stopping'}")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run the queued jobs, then stop.")
+@click.pass_obj
+def worker(state: State, once: bool) -> None:
+    """Run queued jobs in sealed containers (recovering jobs a dead worker left behind)."""
+    runner = _worker(state)
+    closed = runner.recover()
+    if closed:
+        click.echo(f"closed {len(closed)} job(s) left running by a stopped worker: {', '.join(closed)}")
+    if once:
+        while runner.run_next():
+            pass
+        return
+    click.echo(f"{runner.name} waiting for jobs (Ctrl-C to stop)")
+    runner.run_forever()
