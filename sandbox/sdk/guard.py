@@ -47,6 +47,9 @@ class Violation(NamedTuple):
     def __str__(self) -> str:
         return f"line {self.line} [{self.rule}]: {self.message}"
 
+    def to_dict(self) -> dict:
+        return {"line": self.line, "rule": self.rule, "message": self.message}
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())

@@ -294,3 +294,9 @@ def test_check_script_with_a_policy_allow_list():
     assert guard.check_script("import matplotlib.pyplot as plt\nplt.plot([1])") == []
     assert guard.check_script("import matplotlib.pyplot as plt\nplt.imread('x.png')")[0].rule == \
         "attribute-not-allowed"
+
+
+def test_violation_to_dict():
+    v = guard.check_script("import os")[0]
+    assert v.to_dict() == {"line": 1, "rule": "import-not-allowed", "message": v.message}
+    assert str(v).startswith("line 1 [import-not-allowed]: ")
