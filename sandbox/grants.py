@@ -190,7 +190,7 @@ class Grants:
         *,
         analyst: str,
         datasets: list[str],
-        epsilon: float,
+        epsilon: float | None,
         days: int,
         purpose: str,
         user_type: str = "public_welfare",
@@ -207,7 +207,9 @@ class Grants:
                 )
             if columns:
                 _check_columns(policy, columns)
-            budgets.append(DatasetBudget(name, epsilon, policy.delta, columns))
+            budgets.append(DatasetBudget(
+                name, policy.default_epsilon_budget if epsilon is None else epsilon, policy.delta, columns
+            ))
         with self.db.transaction() as session:
             grant = create(
                 session, analyst=analyst, purpose=purpose, budgets=budgets, days=days,
@@ -217,7 +219,7 @@ class Grants:
                 session, actor=actor.name, role=actor.role, action="grant.created",
                 objects={"grant": grant.id, "analyst": analyst, "datasets": datasets},
                 grant_id=grant.id, purpose=grant.purpose,
-                details={"epsilon": epsilon, "days": days, "user_type": user_type,
+                details={"epsilon": {b.dataset: b.epsilon for b in budgets}, "days": days, "user_type": user_type,
                          "columns": columns, "operations": operations},
             )
             return grant.to_dict()

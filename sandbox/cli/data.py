@@ -96,7 +96,7 @@ def grant() -> None:
 @grant.command("create")
 @click.option("--analyst", required=True)
 @click.option("--dataset", "datasets", required=True, multiple=True, help="Repeat for several datasets.")
-@click.option("--epsilon", required=True, type=float, help="Privacy budget on each dataset.")
+@click.option("--epsilon", type=float, help="Privacy budget on each dataset (default: each policy's).")
 @click.option("--days", default=90, show_default=True, type=int, help="Term of the grant.")
 @click.option("--purpose", required=True)
 @click.option("--user-type", type=click.Choice(["public_welfare", "commercial"]), default="public_welfare")
@@ -104,7 +104,7 @@ def grant() -> None:
 @click.option("--operations", help="Comma-separated operations (default: what the policy allows).")
 @click.pass_obj
 def grant_create(
-    state: State, analyst: str, datasets: tuple[str, ...], epsilon: float, days: int, purpose: str,
+    state: State, analyst: str, datasets: tuple[str, ...], epsilon: float | None, days: int, purpose: str,
     user_type: str, columns: str | None, operations: str | None,
 ) -> None:
     """Grant ANALYST a budget on datasets for a purpose and a term."""
@@ -113,8 +113,8 @@ def grant_create(
         purpose=purpose, user_type=user_type,
         columns=_split(columns), operations=_split(operations),
     )
-    state.emit(made, f"grant {made['id']} for {analyst} on {', '.join(made['datasets'])}, "
-                     f"epsilon {epsilon:g} each, until {made['expires_at'][:10]}")
+    state.emit(made, f"grant {made['id']} for {analyst} on {', '.join(made['datasets'])} "
+                     f"until {made['expires_at'][:10]}")
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -143,3 +143,15 @@ def worker(state: State, once: bool) -> None:
         return
     click.echo(f"{runner.name} waiting for jobs (Ctrl-C to stop)")
     runner.run_forever()
+
+
+@click.command()
+@click.option("--home", "demo_home", type=click.Path(file_okay=False), default="sandbox-demo", show_default=True,
+              help="Folder for the demo's own home (remade on every run).")
+@click.option("--farmers", default=100_000, show_default=True, type=click.IntRange(1000, 1_000_000))
+def demo(demo_home: str, farmers: int) -> None:
+    """The farmer-credit story end to end on synthetic data (the README's main command)."""
+    from sandbox.demo import run_demo
+
+    if not run_demo(Path(demo_home).resolve(), click.echo, n_farmers=farmers):
+        sys.exit(1)
