@@ -704,6 +704,13 @@ class Engine:
                 self._plans.popitem(last=False)
         return plan
 
+    def accuracy(self, policy: Policy, query: Query) -> dict[str, dict[str, float]]:
+        """Each statistic's epsilon and 95% interval half-width, known before any data is read."""
+        return {
+            key: {"epsilon": stat.epsilon, "ci95_half_width": stat.accuracy}
+            for key, stat in self.plan(policy, query).stats.items()
+        }
+
     def answer(self, policy: Policy, version: str, load: Callable[[], pl.DataFrame], query: Query,
                mock: bool = False) -> Answer:
         if query.dataset != policy.dataset:

@@ -211,9 +211,9 @@ class Broker:
         policy = self.catalog.policy(dataset)
         query = parse_query(doc, policy, None)
         answer = self.engine.answer(
-            policy, "mock", lambda: self.catalog.mock(dataset, rows=MOCK_ROWS), query
+            policy, "mock", lambda: self.catalog.mock(dataset, rows=MOCK_ROWS), query, mock=True
         ).to_dict()
-        return {**answer, "mock": True, "cached": False, "epsilon_charged": 0.0, "budget_left": None}
+        return {**answer, "cached": False, "epsilon_charged": 0.0, "budget_left": None}
 
 
 def _left(view: ledger.BudgetView) -> dict[str, float]:
