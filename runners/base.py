@@ -116,5 +116,21 @@ class Runner(Protocol):
         """Remove the container and job folder and release the uid."""
 
 
+def job_env(spec_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The job's whole environment besides the image's PATH: nothing secret, ever."""
+    env = {
+        "HOME": SCRATCH_DIR,
+        "TMPDIR": SCRATCH_DIR,
+        "MPLCONFIGDIR": SCRATCH_DIR,
+        "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "SANDBOX_SOCKET": f"{JOB_DIR}/{SOCKET_NAME}",
+        "SANDBOX_OUTPUT": OUT_DIR,
+    }
+    env.update(spec_env or {})
+    return env
+
+
 class RunnerError(RuntimeError):
     """A runner cannot do what was asked; the message says what to do."""

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Sequence
 
@@ -26,8 +26,8 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from . import outputs, workspace
 from .base import (
-    FINAL_STATES, JOB_DIR, OUT_DIR, SCRATCH_DIR, SOCKET_NAME, JobSpec, Limits, RunnerError,
-    RunResult, State, Workspace,
+    FINAL_STATES, JOB_DIR, OUT_DIR, SCRATCH_DIR, JobSpec, Limits, RunnerError, RunResult, State,
+    Workspace, job_env,
 )
 from .uids import UidPool
 
@@ -48,27 +48,11 @@ WAITER = (
 )
 
 
-def job_env(spec_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The job's whole environment besides the image's PATH: nothing secret, ever."""
-    env = {
-        "HOME": SCRATCH_DIR,
-        "TMPDIR": SCRATCH_DIR,
-        "MPLCONFIGDIR": SCRATCH_DIR,
-        "MPLBACKEND": "Agg",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "SANDBOX_SOCKET": f"{JOB_DIR}/{SOCKET_NAME}",
-        "SANDBOX_OUTPUT": OUT_DIR,
-    }
-    env.update(spec_env or {})
-    return env
-
-
 def container_config(image: str, command: Sequence[str], ws: Workspace, limits: Limits,
                      env: dict[str, str], labels: dict[str, str]) -> dict:
     """Keyword arguments of ``containers.create``: every hardening option in one place."""
     mem = f"{limits.memory_mb}m"
-    log_kb = 4 * limits.stdout_bytes // 1024 + 1024  # JSON framing roughly doubles the bytes
+    log_kb = 2 * limits.stdout_bytes // 1024 + 1024  # disk bound only: output is read by attach
     return dict(
         image=image,
         command=list(command),
@@ -106,33 +90,30 @@ def container_config(image: str, command: Sequence[str], ws: Workspace, limits: 
 
 
 class _Capture(threading.Thread):
-    """Follows one stream of a container's log, keeping at most ``cap`` bytes."""
+    """Reads a container's stdout and stderr from an attach stream opened before it starts,
+    keeping the first ``cap`` bytes of each and draining the rest so the job never blocks."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, stderr: bool, cap: int) -> None:
+    def __init__(self, client: docker.DockerClient, container_id: str, cap: int) -> None:
         super().__init__(daemon=True)
-        self._args = (client, container_id, stderr)
+        self.stream = client.api.attach(container_id, stdout=True, stderr=True, stream=True, logs=False,
+                                        demux=True)
         self.cap = cap
-        self.data = bytearray()
-        self.truncated = False
+        self.data = (bytearray(), bytearray())
+        self.truncated = [False, False]
 
     def run(self) -> None:
-        client, cid, stderr = self._args
         try:
-            stream = client.api.logs(cid, stdout=not stderr, stderr=stderr, stream=True, follow=True)
-            try:
-                for chunk in stream:
-                    room = self.cap - len(self.data)
-                    self.data += chunk[:room]
-                    if len(chunk) > room:
-                        self.truncated = True
-                        break
-            finally:
-                stream.close()
-        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            log.warning("log capture of %s stopped: %s", cid[:12], exc)
+            for chunks in self.stream:
+                for i, chunk in enumerate(chunks):
+                    if chunk:
+                        room = self.cap - len(self.data[i])
+                        self.data[i].extend(chunk[:room])
+                        self.truncated[i] = self.truncated[i] or len(chunk) > room
+        except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as exc:
+            log.warning("output capture stopped: %s", exc)
 
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
+    def text(self, i: int) -> str:
+        return self.data[i].decode("utf-8", "replace")
 
 
 @dataclass
@@ -150,7 +131,7 @@ class _Job:
     exit_code: int | None = None
     killed: bool = False
     timed_out: bool = False
-    captures: list[_Capture] = field(default_factory=list)
+    capture: _Capture | None = None
     result: RunResult | None = None
 
 
@@ -197,6 +178,8 @@ class DockerRunner:
         if job.state != "prepared":
             return
         workspace.grant_socket(job.ws)
+        job.capture = _Capture(self.client, job.container.id, spec.limits.stdout_bytes)
+        job.capture.start()
         if job.pooled:
             self._trigger(job)
         else:
@@ -204,12 +187,6 @@ class DockerRunner:
         job.started = time.monotonic()
         job.deadline = job.started + spec.limits.timeout_s
         job.state = "running"
-        job.captures = [
-            _Capture(self.client, job.container.id, stderr, spec.limits.stdout_bytes)
-            for stderr in (False, True)
-        ]
-        for capture in job.captures:
-            capture.start()
 
     def wait(self, spec: JobSpec, timeout: float | None = None) -> State:
         job = self._job(spec)
@@ -234,11 +211,12 @@ class DockerRunner:
             return job.result
         if job.state not in FINAL_STATES:
             raise RunnerError(f"job {spec.job_id} has not ended (state {job.state}): wait for it first")
-        out, err = job.captures
+        cap = job.capture
         accepted, refused = outputs.collect(job.ws.out_dir, spec.output_dir, spec.limits)
         job.result = RunResult(
-            state=job.state, exit_code=job.exit_code, stdout=out.text(), stderr=err.text(),
-            stdout_truncated=out.truncated, stderr_truncated=err.truncated,
+            state=job.state, exit_code=job.exit_code, stdout=cap.text(0) if cap else "",
+            stderr=cap.text(1) if cap else "", stdout_truncated=bool(cap and cap.truncated[0]),
+            stderr_truncated=bool(cap and cap.truncated[1]),
             duration_s=(job.ended or 0.0) - (job.started or 0.0), image_digest=job.image_digest,
             isolation=self.isolation, outputs=accepted, refused=refused,
         )
@@ -369,8 +347,8 @@ class DockerRunner:
 
     def _finish(self, job: _Job) -> None:
         job.ended = job.ended or time.monotonic()
-        for capture in job.captures:
-            capture.join(timeout=10)
+        if job.capture:
+            job.capture.join(timeout=10)
         job.container.reload()
         st = job.container.attrs["State"]
         job.exit_code = st.get("ExitCode")

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from docker.models.containers import Container
 
 from . import workspace
-from .base import JobSpec, Limits, Workspace
-from .docker_runner import SLOT_LABEL, START_FIFO, WAITER, _Job, job_env
+from .base import JobSpec, Limits, Workspace, job_env
+from .docker_runner import SLOT_LABEL, START_FIFO, WAITER, _Job
 
 if TYPE_CHECKING:
     from .docker_runner import DockerRunner

@@ -8,7 +8,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import docker
 import pytest
 
 from runners import Limits
@@ -165,7 +164,7 @@ def test_huge_stdout_is_capped(run_job) -> None:
     result = run_job("import sys\nfor _ in range(5000):\n    print('x' * 999)\nprint('e' * 50000, file=sys.stderr)\n",
                      limits=Limits(stdout_bytes=10_000))
     assert result.state == "succeeded"
-    assert result.stdout_truncated and len(result.stdout) == 10_000
+    assert result.stdout_truncated and len(result.stdout) == 10_000, (len(result.stdout), len(result.stderr), result.stderr_truncated)
     assert result.stderr_truncated and len(result.stderr) == 10_000
 
 
