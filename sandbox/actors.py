@@ -10,6 +10,7 @@ ROLES = ("operator", "provider", "analyst", "reviewer", "public", "system")
 class Actor:
     name: str
     role: str
+    organisation: str | None = None
 
 
 SYSTEM = Actor("sandbox", "system")
