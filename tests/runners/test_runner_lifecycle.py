@@ -109,10 +109,14 @@ def test_sweep_removes_what_a_crashed_worker_left(image: str, tmp_path: Path) ->
         crashed.prepare(spec)
         crashed.start(spec)
     survivor = DockerRunner(root=root)  # a new worker process after the crash
-    removed = survivor.sweep(alive=[alive.job_id])
-    assert len(removed) == 1
-    assert survivor.labelled(f"sandbox.job={orphan.job_id}") == []
-    assert len(survivor.labelled(f"sandbox.job={alive.job_id}")) == 1
-    assert sorted(p.name for p in (root / "jobs").iterdir()) == [alive.job_id]
-    survivor.cleanup(alive)  # not known to this runner: found by its label
-    assert survivor.labelled("sandbox.runner") == [] and list((root / "jobs").iterdir()) == []
+    try:
+        removed = survivor.sweep(alive=[alive.job_id])
+        assert crashed._job(orphan).container.id in removed
+        assert crashed._job(alive).container.id not in removed
+        assert survivor.labelled(f"sandbox.job={orphan.job_id}") == []
+        assert len(survivor.labelled(f"sandbox.job={alive.job_id}")) == 1
+        assert sorted(p.name for p in (root / "jobs").iterdir()) == [alive.job_id]
+        survivor.cleanup(alive)  # not known to this runner: found by its label
+        assert survivor.labelled("sandbox.runner") == [] and list((root / "jobs").iterdir()) == []
+    finally:
+        survivor.sweep()
