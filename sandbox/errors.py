@@ -63,3 +63,15 @@ class BudgetExceeded(PolicyRefused):
 
 class NotInitialised(SandboxError):
     code = "not_initialised"
+
+
+class AuthFailed(SandboxError):
+    """No token, or a token that is malformed, unknown, wrong, expired or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(PolicyRefused):
+    """The actor is known but its role (or ownership) does not allow the action."""
+
+    code = "forbidden"
