@@ -20,6 +20,7 @@ TABLE_MODULES = [
     "sandbox.grants",
     "sandbox.jobs.models",
     "sandbox.ledger",
+    "sandbox.users",
 ]
 
 

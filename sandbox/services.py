@@ -19,6 +19,7 @@ from sandbox.errors import AlreadyExists
 from sandbox.grants import Grants
 from sandbox.jobs.service import Jobs
 from sandbox.home import Home, default_home
+from sandbox.users import Users
 from sandbox.vault import Vault
 
 
@@ -32,6 +33,7 @@ class Services:
         self.catalog = Catalog(self.db, self.vault, self.audit)
         self.grants = Grants(self.db, self.audit, self.catalog)
         self.jobs = Jobs(self.db, self.audit, self.catalog)
+        self.users = Users(self.db, self.audit)
 
     @cached_property
     def broker(self):  # type: ignore[no-untyped-def]
