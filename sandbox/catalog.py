@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from sandbox.db import Base, Database
-from sandbox.errors import AlreadyExists, InvalidInput, NotFound
+from sandbox.errors import AlreadyExists, InvalidInput, NotFound, PolicyRefused
 from sandbox.policy import ColumnType, Policy, Tag, parse_policy_text, read_policy_file
 from sandbox.vault import Vault, check_dataset_name
 
@@ -69,6 +69,8 @@ class DatasetRow(Base):
     policy_sha256: Mapped[str] = mapped_column(String(64))  # of that file's bytes
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # User name of the provider who registered it (None: registered by an operator).
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,7 @@ class Catalog:
         replace: bool = False,
         *,
         drop_undeclared: bool = False,
+        owner: str | None = None,
     ) -> Added:
         """Register the CSV/Parquet file ``path`` as dataset ``name`` under its policy.
 
@@ -376,10 +379,15 @@ class Catalog:
         existing dataset gets a new version (older vault files are kept: past answers and audit
         entries refer to them). Undeclared columns are refused unless ``drop_undeclared``.
         All or nothing: on any error the catalog, the audit log and the vault are unchanged.
+        With ``owner`` (a provider's user name; a provider actor's own name by default) the
+        dataset is that provider's: a new one is recorded as owned by it, and an existing one
+        that is not its own is refused.
         """
         check_dataset_name(name)
         path, policy_path = Path(path), Path(policy_path)
         actor_name, role = getattr(actor, "name", str(actor)), getattr(actor, "role", "operator")
+        if owner is None and role == "provider":  # a provider always acts on its own datasets
+            owner = actor_name
         text, policy_sha = read_policy_file(policy_path)
         policies = parse_policy_text(text, str(policy_path))
         if name not in policies:
@@ -389,8 +397,10 @@ class Catalog:
             )
         policy = policies[name]
         with self.db.transaction() as session:
-            if self._row(session, name) is not None and not replace:
+            existing = self._row(session, name)
+            if existing is not None and not replace:
                 raise self._exists(name)
+            self._check_owner(existing, name, owner)
         frame, warnings = conform(read_file(path), policy, source=path.name, drop_undeclared=drop_undeclared)
         stored = self.vault.store(name, frame)
         del frame
@@ -399,10 +409,11 @@ class Catalog:
                 row = self._row(session, name)
                 if row is not None and not replace:
                     raise self._exists(name)
+                self._check_owner(row, name, owner)
                 now = datetime.now(timezone.utc)
                 previous = row.version if row is not None else None
                 if row is None:
-                    row = DatasetRow(name=name, created_at=now)
+                    row = DatasetRow(name=name, created_at=now, owner=owner)
                     session.add(row)
                 row.title, row.provider, row.topic = policy.title, policy.provider, policy.topic
                 row.openness, row.grade = policy.openness.value, policy.grade.value
@@ -436,6 +447,19 @@ class Catalog:
                 self.vault.remove(stored.dataset, stored.version)
             except OSError:  # pragma: no cover - reported, the original error matters more
                 log.error("could not remove the vault file of an unregistered version of %s", stored.dataset)
+
+    @staticmethod
+    def _check_owner(row: DatasetRow | None, name: str, owner: str | None) -> None:
+        if row is not None and owner is not None and row.owner != owner:
+            raise PolicyRefused(
+                f"dataset {name} is not registered by {owner}; a provider may update only its own datasets",
+                "ask an operator or the dataset's provider, or register it under another name",
+            )
+
+    def owned_by(self, owner: str, session: Session | None = None) -> list[str]:
+        """Names of the datasets the provider ``owner`` registered."""
+        return self._read(session, lambda s: list(s.scalars(
+            select(DatasetRow.name).where(DatasetRow.owner == owner).order_by(DatasetRow.name))))
 
     @staticmethod
     def _exists(name: str) -> AlreadyExists:
