@@ -41,4 +41,5 @@ ax.set_title("DP estimates by county")
 fig.tight_layout()
 fig.savefig(sdk.output("income_by_county.png"))
 print()
-print("budget left:", sdk.budget())
+for left in sdk.budget():
+    print(f"budget left on {left['dataset']}: epsilon {left['epsilon_left']:g}")
