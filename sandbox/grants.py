@@ -7,6 +7,7 @@ on jobs already running.
 from __future__ import annotations
 
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -196,10 +197,12 @@ class Grants:
         user_type: str = "public_welfare",
         columns: list[str] | None = None,
         operations: list[str] | None = None,
+        session: Session | None = None,
     ) -> dict:
+        """Make a grant; with ``session`` it joins the caller's transaction (e.g. an approval)."""
         budgets = []
         for name in datasets:
-            policy = self.catalog.policy(name)
+            policy = self.catalog.policy(name, session)
             if policy.openness is Openness.NOT_OPEN:
                 raise PolicyRefused(
                     f"dataset {name} is classed not open; no grant can be made on it",
@@ -210,7 +213,7 @@ class Grants:
             budgets.append(DatasetBudget(
                 name, policy.default_epsilon_budget if epsilon is None else epsilon, policy.delta, columns
             ))
-        with self.db.transaction() as session:
+        with nullcontext(session) if session is not None else self.db.transaction() as session:
             grant = create(
                 session, analyst=analyst, purpose=purpose, budgets=budgets, days=days,
                 created_by=actor.name, user_type=user_type, operations=operations,
