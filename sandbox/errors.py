@@ -75,3 +75,9 @@ class Forbidden(PolicyRefused):
     """The actor is known but its role (or ownership) does not allow the action."""
 
     code = "forbidden"
+
+
+class Conflict(SandboxError):
+    """The object is not in a state that allows the action (e.g. approving a refused application)."""
+
+    code = "conflict"
