@@ -9,7 +9,9 @@ store, free.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from sandbox import grants, ledger
 from sandbox.actors import Actor
 from sandbox.audit import AuditLog
+from sandbox.audit.canonical import canonical_json
 from sandbox.broker.answers import StoredAnswer
 from sandbox.broker.engine import Engine
 from sandbox.broker.query import Query, Scope, cost, parse_query
@@ -30,6 +33,10 @@ log = logging.getLogger(__name__)
 
 MOCK_ROWS = 10_000
 PENDING_WAIT_S = 60.0
+#: A question pending longer than this lost its asker (a crashed process); another may take it over.
+PENDING_STALE_S = 300.0
+DEFAULT_HINT = "fix the query and ask again; docs/queries.md lists every field and rule"
+MAX_AUDITED_QUERY = 64 * 1024  # characters of a refused document kept verbatim in the audit log
 
 
 class BrokerFailed(SandboxError):
@@ -51,11 +58,13 @@ def _scope(grant: grants.Grant, dataset: str) -> Scope:
 
 
 class Broker:
-    def __init__(self, db: Database, catalog: Catalog, audit: AuditLog, engine: Engine | None = None) -> None:
+    def __init__(self, db: Database, catalog: Catalog, audit: AuditLog, engine: Engine | None = None,
+                 pending_stale_s: float = PENDING_STALE_S) -> None:
         self.db = db
         self.catalog = catalog
         self.audit = audit
         self.engine = engine or Engine()
+        self.pending_stale_s = pending_stale_s
 
     # -- questions that spend -------------------------------------------------------------
 
@@ -112,7 +121,19 @@ class Broker:
                 left = ledger.budget(session, grant_id, query.dataset)
                 return {**stored.answer, "cached": True, "epsilon_charged": 0.0, "budget_left": _left(left)}  # type: ignore[dict-item]
             if stored is not None and stored.status == "pending":
-                return False
+                if _age_s(stored.asked_at) < self.pending_stale_s:
+                    return False
+                # Its asker died between reserving and releasing (its charge stays spent):
+                # take the question over rather than let it wait forever.
+                self.audit.record(
+                    session, actor=actor.name, role=actor.role, action="query.abandoned", outcome="error",
+                    objects={"dataset": query.dataset, "query": digest, "job": stored.job_id},
+                    dataset_version=stored.dataset_version, grant_id=grant_id,
+                    details={"asked_by": stored.asked_by, "asked_at": _utc(stored.asked_at).isoformat()},
+                )
+                session.delete(stored)
+                session.flush()
+                stored = None
             if stored is not None:  # an answer about an older version of the dataset
                 session.delete(stored)
                 session.flush()
@@ -158,7 +179,13 @@ class Broker:
             ) from None
         with self.db.transaction() as session:
             stored = session.get(StoredAnswer, (grant_id, digest))
-            assert stored is not None
+            if stored is None:  # taken over and failed meanwhile: this answer is paid for, keep it
+                stored = StoredAnswer(
+                    grant_id=grant_id, digest=digest, dataset=query.dataset, dataset_version=version,
+                    query=query.canonical(), asked_by=actor.name, job_id=job_id,
+                    asked_at=datetime.now(timezone.utc),
+                )
+                session.add(stored)
             stored.status, stored.answer = "released", answer
             stored.released_at = datetime.now(timezone.utc)
             self.audit.record(
@@ -172,11 +199,12 @@ class Broker:
         return {**answer, "cached": False, "epsilon_charged": answer["epsilon"], "budget_left": _left(left)}
 
     def _refused(self, actor: Actor, grant_id: str | None, doc: Any, err: SandboxError, job_id: str | None) -> None:
+        if not err.hint:  # every refusal says what to do, even where the validator gave no hint
+            err.hint = DEFAULT_HINT
         self.audit.append(
             actor=actor.name, role=actor.role, action="query.refused", outcome=err.code,
             objects={"dataset": doc.get("dataset") if isinstance(doc, dict) else None, "job": job_id},
-            grant_id=grant_id, details={"query": doc if isinstance(doc, (dict, list)) else None,
-                                        "reason": err.message},
+            grant_id=grant_id, details={"query": _auditable(doc), "reason": err.message},
         )
 
     # -- questions that do not spend ------------------------------------------------------
@@ -214,6 +242,40 @@ class Broker:
             policy, "mock", lambda: self.catalog.mock(dataset, rows=MOCK_ROWS), query, mock=True
         ).to_dict()
         return {**answer, "cached": False, "epsilon_charged": 0.0, "budget_left": None}
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON: non-finite numbers and foreign types become short markers."""
+    if depth > 32:
+        return "<nested too deep>"
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    return f"<{type(value).__name__}>"
+
+
+def _auditable(doc: Any) -> Any:
+    """A refused document as the audit log can hold it: never a reason for the refusal to go unrecorded."""
+    if not isinstance(doc, (dict, list)):
+        return None
+    plain = _plain(doc)
+    text = canonical_json(plain)
+    if len(text) > MAX_AUDITED_QUERY:
+        return {"too_large": len(text), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return plain
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
+
+
+def _age_s(moment: datetime) -> float:
+    return (datetime.now(timezone.utc) - _utc(moment)).total_seconds()
 
 
 def _left(view: ledger.BudgetView) -> dict[str, float]:
