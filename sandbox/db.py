@@ -21,6 +21,7 @@ TABLE_MODULES = [
     "sandbox.jobs.models",
     "sandbox.ledger",
     "sandbox.users",
+    "sandbox.applications",
 ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from sandbox.actors import Actor
+from sandbox.applications import Applications
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
 from sandbox.db import Database
@@ -34,6 +35,10 @@ class Services:
         self.grants = Grants(self.db, self.audit, self.catalog)
         self.jobs = Jobs(self.db, self.audit, self.catalog)
         self.users = Users(self.db, self.audit)
+        # a calendar.yaml in the home overrides the shipped policies/calendar.yaml
+        calendar = home.root / "calendar.yaml"
+        self.applications = Applications(self.db, self.audit, self.catalog, self.grants,
+                                         calendar if calendar.exists() else None)
 
     @cached_property
     def broker(self):  # type: ignore[no-untyped-def]
