@@ -79,6 +79,7 @@ def requires(*roles: str, status: int = 200, extra: list[int] | None = None) -> 
             if "public" in roles or who.role in roles:
                 return f(*args, **kwargs)
             if who.role == "public":
+                record_refusal(401, AuthFailed.code, "no API token")
                 raise AuthFailed("this needs an API token",
                                  "send 'Authorization: Bearer sbx_…'; an operator makes tokens with "
                                  "`sandbox token create USER`")

@@ -9,6 +9,7 @@ AuthFailed             401     no token, or a malformed, unknown, expired or rev
 Forbidden              403     the role (or ownership) does not allow the action
 NotFound               404     also for other users' objects, so their existence never leaks
 AlreadyExists          409
+Conflict               409     the object's state does not allow it (e.g. approving twice)
 BudgetExceeded         409     the request is allowed but conflicts with the grant's state
                                (its budget is spent): retrying will not help, a new grant will
 PolicyRefused          403     the policy or grant does not allow it (incl. GrantInactive)
@@ -32,7 +33,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox.errors import (
-    AlreadyExists, AuthFailed, BudgetExceeded, Forbidden, InvalidInput, NotFound, NotInitialised,
+    AlreadyExists, AuthFailed, BudgetExceeded, Conflict, Forbidden, InvalidInput, NotFound, NotInitialised,
     PolicyRefused, SandboxError,
 )
 
@@ -43,6 +44,7 @@ STATUS_BY_CLASS: list[tuple[type[SandboxError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (AlreadyExists, 409),
+    (Conflict, 409),
     (BudgetExceeded, 409),
     (PolicyRefused, 403),
     (InvalidInput, 422),
