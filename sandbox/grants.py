@@ -6,6 +6,7 @@ on jobs already running.
 """
 from __future__ import annotations
 
+import math
 import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -104,6 +105,11 @@ def create(
         raise InvalidInput(f"unknown user type {user_type!r}", f"use one of: {', '.join(USER_TYPES)}")
     if not budgets:
         raise InvalidInput("a grant needs at least one dataset", "pass --dataset NAME")
+    names = [b.dataset for b in budgets]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        raise InvalidInput(f"dataset {name} is named twice", "pass each --dataset once")
+    for b in budgets:
+        _check_budget(b)
     now = datetime.now(timezone.utc)
     grant = Grant(
         id="g-" + secrets.token_hex(4),
@@ -119,10 +125,23 @@ def create(
     session.add(grant)
     session.flush()
     for b in budgets:
-        if b.epsilon <= 0:
-            raise InvalidInput(f"epsilon for {b.dataset} must be positive", "pass --epsilon greater than 0")
         ledger.open_budget(session, grant.id, b.dataset, b.epsilon, b.delta)
     return grant
+
+
+#: Larger budgets would overflow the ledger's 64-bit integer units (and mean no privacy anyway).
+MAX_EPSILON = 1e6
+
+
+def _check_budget(b: DatasetBudget) -> None:
+    if not isinstance(b.epsilon, (int, float)) or not math.isfinite(b.epsilon) or b.epsilon <= 0:
+        raise InvalidInput(f"epsilon for {b.dataset} must be a positive number", "pass --epsilon greater than 0")
+    if b.epsilon > MAX_EPSILON:
+        raise InvalidInput(f"epsilon for {b.dataset} must be at most {MAX_EPSILON:g}",
+                           "pass a smaller --epsilon")
+    if not isinstance(b.delta, (int, float)) or not math.isfinite(b.delta) or not 0 <= b.delta < 1:
+        raise InvalidInput(f"delta for {b.dataset} must be at least 0 and below 1",
+                           "fix the delta of the dataset's policy")
 
 
 def get(session: Session, grant_id: str) -> Grant:
@@ -157,16 +176,27 @@ def active(session: Session, grant_id: str, dataset: str | None = None) -> Grant
 
 def revoke(session: Session, grant_id: str, by: str, reason: str) -> Grant:
     grant = get(session, grant_id)
-    if grant.revoked_at is None:
-        grant.revoked_at = datetime.now(timezone.utc)
-        grant.revoked_by = by
-        grant.revoke_reason = reason
+    if grant.revoked_at is not None:
+        raise GrantInactive(
+            f"grant {grant_id} was already revoked on {_aware(grant.revoked_at).date()}",
+            "nothing to do; `sandbox grant show` says why and by whom",
+        )
+    if not reason.strip():
+        raise InvalidInput("a revocation needs a reason", "say why with --reason")
+    grant.revoked_at = datetime.now(timezone.utc)
+    grant.revoked_by = by
+    grant.revoke_reason = reason.strip()
     return grant
 
 
 def extend(session: Session, grant_id: str, days: int) -> Grant:
-    grant = active(session, grant_id)
-    grant.expires_at = _aware(grant.expires_at) + timedelta(days=days)
+    """Lengthen a grant's term; an expired grant runs again from now (a revoked one stays revoked)."""
+    if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
+        raise InvalidInput(f"a grant is extended by at least one day, not {days}", "pass --days 1 or more")
+    grant = get(session, grant_id)
+    if grant.status() == "revoked":
+        active(session, grant_id)  # raises the revocation's own message
+    grant.expires_at = max(_aware(grant.expires_at), datetime.now(timezone.utc)) + timedelta(days=days)
     return grant
 
 
@@ -210,6 +240,8 @@ class Grants:
                 )
             if columns:
                 _check_columns(policy, columns)
+            if operations is not None:
+                _check_operations(policy, operations)
             budgets.append(DatasetBudget(
                 name, policy.default_epsilon_budget if epsilon is None else epsilon, policy.delta, columns
             ))
@@ -255,6 +287,19 @@ class Grants:
     def list(self, analyst: str | None = None) -> list[dict]:
         with self.db.transaction() as session:
             return [g.to_dict() for g in listing(session, analyst)]
+
+
+def _check_operations(policy: Policy, operations: list[str]) -> None:
+    allowed = sorted(policy.allowed_operations)
+    if not operations:
+        raise InvalidInput("a grant limited to no operations allows nothing",
+                           f"leave out --operations, or name some of: {', '.join(allowed)}")
+    for op in operations:
+        if op not in allowed:
+            raise InvalidInput(
+                f"operation {op} is not allowed on dataset {policy.dataset}",
+                f"its policy allows: {', '.join(allowed)}",
+            )
 
 
 def _check_columns(policy: Policy, columns: list[str]) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -42,27 +42,48 @@ class State:
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if self.as_json else human)
 
 
+def _fail(message: str, hint: str, code: int) -> NoReturn:
+    """The one shape of every error a user sees: `error:` first, then `what to do:`, no traceback."""
+    click.echo(f"error: {message}", err=True)
+    click.echo(f"  what to do: {hint}", err=True)
+    sys.exit(code)
+
+
+def _usage_failed(err: click.ClickException) -> NoReturn:
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else "sandbox"
+    _fail(err.format_message(), f"see `{where} --help` for the arguments and options", err.exit_code or 2)
+
+
 class SandboxGroup(click.Group):
-    """Turns every SandboxError into a clear two-line message and a non-zero exit."""
+    """Turns every SandboxError, usage error and unexpected failure into a clear message and a non-zero exit."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.ClickException as err:
+            _usage_failed(err)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SandboxError as err:
-            click.echo(f"error: {err.message}", err=True)
-            if err.hint:
-                click.echo(f"  what to do: {err.hint}", err=True)
-            sys.exit(err.exit_code if err.exit_code != 0 else 1)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            _fail(err.message, err.hint or "see `sandbox --help`", err.exit_code if err.exit_code != 0 else 1)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.ClickException as err:
+            _usage_failed(err)
+        except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except Exception:
             log.exception("unexpected failure")
-            click.echo(
-                "error: the sandbox failed unexpectedly; nothing was half-done in the database"
-                f" (details in {_log_file(ctx)})",
-                err=True,
+            _fail(
+                "the sandbox failed unexpectedly; nothing was half-done in the database",
+                f"try again; if it fails again, give the operator the details in {_log_file(ctx)}",
+                70,
             )
-            sys.exit(70)
 
 
 def _log_file(ctx: click.Context) -> Path:
@@ -71,11 +92,18 @@ def _log_file(ctx: click.Context) -> Path:
     return root / "logs" / "sandbox.log"
 
 
+_LOG_FILES: set[Path] = set()
+
+
 def _setup_logging(home: Home) -> None:
     folder = home.root / "logs"
     if folder.parent.exists():
         folder.mkdir(exist_ok=True)
-        handler = logging.FileHandler(folder / "sandbox.log")
+        path = (folder / "sandbox.log").resolve()
+        if path in _LOG_FILES:  # once per process, however many commands it runs
+            return
+        _LOG_FILES.add(path)
+        handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
