@@ -22,6 +22,7 @@ TABLE_MODULES = [
     "sandbox.ledger",
     "sandbox.users",
     "sandbox.applications",
+    "sandbox.pricing",
 ]
 
 

@@ -16,9 +16,11 @@ from sandbox.applications import Applications
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
 from sandbox.db import Database
+from sandbox.disclosure import Disclosure
 from sandbox.errors import AlreadyExists
 from sandbox.grants import Grants
 from sandbox.jobs.service import Jobs
+from sandbox.pricing import Pricing
 from sandbox.home import Home, default_home
 from sandbox.users import Users
 from sandbox.vault import Vault
@@ -39,6 +41,8 @@ class Services:
         calendar = home.root / "calendar.yaml"
         self.applications = Applications(self.db, self.audit, self.catalog, self.grants,
                                          calendar if calendar.exists() else None)
+        self.pricing = Pricing(self.db, self.audit, self.catalog)
+        self.disclosure = Disclosure(self.db, self.catalog, self.pricing)
 
     @cached_property
     def broker(self):  # type: ignore[no-untyped-def]
