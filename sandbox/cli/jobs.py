@@ -21,10 +21,13 @@ def _read_script(path: str) -> str:
         raise InvalidInput(f"{path} is not UTF-8 text", "save the script as UTF-8") from None
 
 
-def _worker(state: State):  # type: ignore[no-untyped-def]
+def _worker(state: State, pool_size: int = 0):  # type: ignore[no-untyped-def]
+    """A worker for this command; closed (its pool stopped) when the command ends."""
     from sandbox.jobs.worker import Worker
 
-    return Worker(state.services)
+    worker = Worker(state.services, pool_size=pool_size)
+    click.get_current_context().call_on_close(worker.close)
+    return worker
 
 
 def _report(state: State, job: dict) -> None:
@@ -130,10 +133,16 @@ def job_cancel(state: State, job_id: str) -> None:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run the queued jobs, then stop.")
+@click.option("--pool", "pool_size", type=click.IntRange(0, 64), default=None,
+              help="Pre-started single-use containers [default: $SANDBOX_POOL_SIZE, else 2; 0 with --once].")
 @click.pass_obj
-def worker(state: State, once: bool) -> None:
+def worker(state: State, once: bool, pool_size: int | None) -> None:
     """Run queued jobs in sealed containers (recovering jobs a dead worker left behind)."""
-    runner = _worker(state)
+    from sandbox.jobs.worker import SERVE_POOL_SIZE, pool_size_from_env
+
+    if pool_size is None:
+        pool_size = pool_size_from_env(0 if once else SERVE_POOL_SIZE)
+    runner = _worker(state, pool_size)
     closed = runner.recover()
     if closed:
         click.echo(f"closed {len(closed)} job(s) left running by a stopped worker: {', '.join(closed)}")

@@ -2,17 +2,19 @@
 
 Every change of state is one transaction together with its audit entry, so a job is either
 fully queued or not at all, and a worker killed mid-job leaves a row that ``recover`` can
-find by its stale heartbeat and close consistently.
+find (by its stale heartbeat, or because its worker is known to be dead) and close
+consistently: failed, nothing released, its charges kept and listed from the ledger.
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 
-from sandbox import grants
+from sandbox import grants, ledger
 from sandbox.actors import Actor
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
@@ -27,6 +29,11 @@ STALE_AFTER = timedelta(seconds=30)
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every time we store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class Jobs:
@@ -149,6 +156,7 @@ class Jobs:
                 job.state, job.finished_at, job.reason = "cancelled", _now(), f"cancelled by {actor.name}"
             else:
                 job.cancel_requested = True
+                job.reason = f"cancelled by {actor.name} while running"
             self._audit(session, actor, job, "job.cancel_requested")
             return job.to_dict()
 
@@ -177,20 +185,43 @@ class Jobs:
             )
             return job.to_dict()
 
-    def recover(self, stale_after: timedelta = STALE_AFTER) -> list[str]:
-        """Close jobs whose worker stopped mid-job: failed, nothing released, charges kept."""
+    def running_ids(self) -> list[str]:
+        with self.db.transaction() as session:
+            return list(session.scalars(select(Job.id).where(Job.state == "running")))
+
+    def recover(self, stale_after: timedelta = STALE_AFTER,
+                worker_dead: Callable[[str], bool] | None = None) -> list[str]:
+        """Close jobs whose worker stopped mid-job: failed, nothing released, charges kept.
+
+        A running job is closed if its heartbeat is older than ``stale_after``, or at once if
+        ``worker_dead(job.worker)`` says its worker is gone (see ``Worker.recover``). The
+        queries it was charged for are read back from the ledger into the job record.
+        """
         cutoff = _now() - stale_after
         with self.db.transaction() as session:
-            stale = list(session.scalars(
-                select(Job).where(Job.state == "running", Job.heartbeat_at < cutoff)
-            ))
+            running = list(session.scalars(select(Job).where(Job.state == "running")))
+            stale = [
+                (j.id, j.worker) for j in running
+                if j.heartbeat_at is None or _aware(j.heartbeat_at) < cutoff
+                or (worker_dead is not None and j.worker is not None and worker_dead(j.worker))
+            ]
         closed = []
-        for job in stale:
-            self.finish(job.id, "failed",
-                        reason="the worker stopped while the job ran; no output was released "
-                               "(budget already spent by its queries stays spent)")
-            closed.append(job.id)
+        for job_id, worker in stale:
+            self.finish(job_id, "failed",
+                        reason=f"the worker ({worker}) stopped while the job ran; no output was released "
+                               "(budget already spent by its queries stays spent)",
+                        queries=self.charged_queries(job_id))
+            closed.append(job_id)
         return closed
+
+    def charged_queries(self, job_id: str) -> list[dict]:
+        """The job's charges as the ledger holds them (what a dead worker could not record)."""
+        with self.db.transaction() as session:
+            rows = session.scalars(
+                select(ledger.Charge).where(ledger.Charge.job_id == job_id).order_by(ledger.Charge.id))
+            return [{"dataset": r.dataset, "digest": r.query_digest,
+                     "epsilon": r.epsilon / ledger.EPSILON_UNIT, "cached": False, "from_ledger": True}
+                    for r in rows]
 
     def _audit(self, session, actor: Actor, job: Job, action: str, outcome: str = "ok",  # type: ignore[no-untyped-def]
                details: dict | None = None) -> None:

@@ -3,17 +3,36 @@
 One job's life, each step safe to repeat: prepare the runner's workspace, open the broker
 socket in it, start, wait (heartbeating, and killing the job at once if it is cancelled or
 its grant is revoked or expires), collect the capped outputs, finish the record, clean up.
+
+Configuration (arguments win over the environment):
+
+* ``pool_size`` / ``SANDBOX_POOL_SIZE``: pre-started single-use containers (Docker runner only).
+  The library default is 0 (a one-off ``sandbox run`` must not start containers it never uses);
+  the long-running ``sandbox worker`` and ``sandbox serve`` default to ``SERVE_POOL_SIZE``.
+* ``stale_after`` / ``SANDBOX_STALE_AFTER_S``: how old a running job's heartbeat must be before
+  any worker, anywhere, closes it (default 30 s).
+* ``SANDBOX_WORKER_IDLE_S``: how often an idle worker looks for queued jobs (default 0.05 s).
+
+Recovery (``recover``, run when a worker starts): a worker is named
+``worker-<host>-<pid>-<nonce>``. A running job whose worker was on *this* host and whose
+process no longer exists is closed at once, without waiting for its heartbeat to go stale; a
+job whose worker is on another host (or whose pid is alive, possibly reused) is closed only
+once its heartbeat is older than ``stale_after``. Closed jobs are marked failed, release
+nothing, and keep the charges the ledger holds for them. Then the runner sweeps containers
+and folders that belong to no job still running.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from runners import JobSpec, Limits, Runner, RunResult, get_runner
 
@@ -22,16 +41,52 @@ from sandbox.actors import Actor
 from sandbox.broker_socket import serve
 from sandbox.errors import InvalidInput, PolicyRefused, SandboxError
 from sandbox.jobs.models import Job
+from sandbox.jobs.service import STALE_AFTER
 from sandbox.services import Services
 
 log = logging.getLogger(__name__)
 
 COMMAND = ["python3", "-I", "-m", "sandbox.sdk.harness", "/job/script.py"]
-POLL_S = 0.25
+POLL_S = 0.25  # how often a running job is heartbeated and checked for cancel/revocation
+SERVE_POOL_SIZE = 2  # pre-started containers of `sandbox worker` / `sandbox serve`
+
+# Workers alive in this process: a job held by another name with this pid is an earlier
+# incarnation's (e.g. a restarted container where the worker is pid 1 again).
+_LIVE: set[str] = set()
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def pool_size_from_env(default: int = 0) -> int:
+    raw = os.environ.get("SANDBOX_POOL_SIZE", "").strip()
+    return int(raw) if raw else default
 
 
 def default_runner() -> Runner:
     return get_runner(os.environ.get("SANDBOX_RUNNER", "docker"))
+
+
+def worker_gone(name: str) -> bool:
+    """True if ``name`` is a worker of this host whose process is known to be gone."""
+    prefix = f"worker-{socket.gethostname()}-"
+    if not name.startswith(prefix):
+        return False  # another host: only its heartbeat can tell
+    pid_text = name[len(prefix):].split("-")[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return name not in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False  # alive (or the pid was reused): wait for the heartbeat to go stale
 
 
 class JobHandler:
@@ -46,6 +101,11 @@ class JobHandler:
 
     def __call__(self, method: str, params: dict) -> Any:
         if method in ("query", "preview", "describe") and params.get("dataset") not in self.job.datasets:
+            self.services.audit.append(
+                actor=self.actor.name, role=self.actor.role, action="query.refused", outcome="policy_refused",
+                objects={"job": self.job.id, "mock": self.job.mock}, grant_id=self.job.grant_id,
+                details={"method": method, "reason": "dataset outside the job's grant"},
+            )
             raise PolicyRefused(
                 f"this job may only use: {', '.join(self.job.datasets)}",
                 "use one of those datasets, or apply for access to the other one",
@@ -79,41 +139,86 @@ class JobHandler:
 
 
 class Worker:
+    """Runs queued jobs one after another; see the module docstring for configuration.
+
+    ``command`` is what the container runs; it is the SDK harness (the script guard as second
+    layer) except in tests that try the container layer on its own.
+    """
+
     def __init__(self, services: Services, runner: Runner | None = None, image: str | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, *, pool_size: int | None = None,
+                 stale_after: float | timedelta | None = None, idle_s: float | None = None,
+                 command: Sequence[str] = COMMAND) -> None:
         self.services = services
-        self.runner = runner or default_runner()
         self.image = image or os.environ.get("SANDBOX_IMAGE", "sandbox-analysis:latest")
         self.limits = limits or Limits()
-        self.name = f"worker-{socket.gethostname()}-{os.getpid()}"
+        self.pool_size = pool_size_from_env() if pool_size is None else pool_size
+        self.runner = runner or default_runner()
+        if stale_after is None:
+            stale_after = _env_float("SANDBOX_STALE_AFTER_S", STALE_AFTER.total_seconds())
+        self.stale_after = stale_after if isinstance(stale_after, timedelta) else timedelta(seconds=stale_after)
+        self.idle_s = _env_float("SANDBOX_WORKER_IDLE_S", 0.05) if idle_s is None else idle_s
+        self.command = list(command)
+        self.name = f"worker-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        _LIVE.add(self.name)
+        self._running: set[str] = set()
 
-    def run_forever(self, idle_s: float = 0.5, stop: threading.Event | None = None) -> None:
+    def close(self) -> None:
+        """Stop the pool (unused pre-started containers are removed)."""
+        _LIVE.discard(self.name)
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_forever(self, idle_s: float | None = None, stop: threading.Event | None = None) -> None:
         """Recover jobs left running by a dead worker, then run queued jobs one after another."""
         stop = stop or threading.Event()
+        idle = self.idle_s if idle_s is None else idle_s
         self.recover()
         while not stop.is_set():
             if not self.run_next():
-                stop.wait(idle_s)
+                stop.wait(idle)
 
     def recover(self) -> list[str]:
-        closed = self.services.jobs.recover()
+        """Close jobs whose worker died (see the module docstring), then sweep their containers."""
+        closed = self.services.jobs.recover(
+            self.stale_after, lambda name: name != self.name and worker_gone(name))
         sweep = getattr(self.runner, "sweep", None)
         if sweep is not None:
-            sweep()
+            sweep(alive=set(self.services.jobs.running_ids()) | self._running)
+        self._start_pool()
         return closed
 
+    def _start_pool(self) -> None:
+        """Start the runner's pool once, after the first sweep (which would take a container
+        being created for the pool for an orphan). Only for a Docker runner without one."""
+        if self.pool_size <= 0 or getattr(self.runner, "pool", "absent") is not None:
+            return
+        from runners.pool import Pool
+
+        self.runner.pool = Pool(self.runner, self.image, self.limits, self.pool_size)  # type: ignore[attr-defined]
+
     def run_next(self, job_id: str | None = None) -> dict | None:
+        self._start_pool()
         job = self.services.jobs.claim(self.name, job_id)
         if job is None:
             return None
+        self._running.add(job.id)
         try:
             return self.execute(job)
         finally:
+            self._running.discard(job.id)
             self.services.audit.checkpoint()
 
     def execute(self, job: Job) -> dict:
         spec = JobSpec(
-            job_id=job.id, image=self.image, command=COMMAND,
+            job_id=job.id, image=self.image, command=self.command,
             files={"script.py": job.script.encode("utf-8")},
             output_dir=self.services.home.jobs / job.id / "out", limits=self.limits,
             env={"SANDBOX_MOCK": "1"} if job.mock else {},
@@ -128,9 +233,9 @@ class Worker:
                 image_digest=_digest(self.runner, self.image),
             )
             self.runner.start(spec)
-            stop_reason = self._watch(job, spec)
+            stopped = self._watch(job, spec)
             result = self.runner.collect(spec)
-            return self._finish(job, result, stop_reason, handler.queries)
+            return self._finish(job, result, stopped, handler.queries)
         except SandboxError as err:
             return self.services.jobs.finish(job.id, "failed", reason=err.message, queries=handler.queries)
         except Exception:
@@ -144,18 +249,23 @@ class Worker:
                 server.close()
             self.runner.cleanup(spec)
 
-    def _watch(self, job: Job, spec: JobSpec) -> str | None:
-        """Wait for the job; kill it at once if cancelled or if its grant stops being active."""
+    def _watch(self, job: Job, spec: JobSpec) -> tuple[str, str] | None:
+        """Wait for the job; kill it at once if cancelled or if its grant stops being active.
+        Returns None if it ended by itself, else (final state, reason)."""
         while True:
             state = self.runner.wait(spec, timeout=POLL_S)
             if state not in ("prepared", "running"):
                 return None
             current = self.services.jobs.heartbeat(job.id)
-            reason = "cancelled by request" if current.cancel_requested else self._grant_stopped(job)
-            if reason:
+            if current.cancel_requested:
+                stopped = ("cancelled", current.reason or "cancelled by request while running")
+            else:
+                reason = self._grant_stopped(job)
+                stopped = ("failed", f"stopped while running: {reason}") if reason else None
+            if stopped:
                 self.runner.kill(spec)
                 self.runner.wait(spec, timeout=10)
-                return reason
+                return stopped
 
     def _grant_stopped(self, job: Job) -> str | None:
         if job.mock:
@@ -167,16 +277,16 @@ class Worker:
             return err.message
         return None
 
-    def _finish(self, job: Job, result: RunResult, stop_reason: str | None, queries: list) -> dict:
+    def _finish(self, job: Job, result: RunResult, stopped: tuple[str, str] | None, queries: list) -> dict:
         out = self.services.home.jobs / job.id / "out"
         outputs = [
             {"name": f.name, "size": f.size, "sha256": _sha256(out / f.name)} for f in result.outputs
         ]
-        if stop_reason:
-            state = "cancelled" if stop_reason.startswith("cancelled") else "failed"
+        if stopped:
+            state, reason = stopped
         else:
             state = "succeeded" if result.state == "succeeded" else "failed"
-        reason = stop_reason or _explain(result)
+            reason = _explain(result)
         return self.services.jobs.finish(
             job.id, state, reason=reason, exit_code=result.exit_code,
             stdout=result.stdout, stderr=result.stderr, outputs=outputs, queries=queries,
