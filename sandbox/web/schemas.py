@@ -127,3 +127,38 @@ class TokenCreate(Strict):
 
 class TokenListArgs(Strict):
     user = String(validate=NAME)
+
+
+# -- applications ----------------------------------------------------------------------------
+
+class ApplicationCreate(Strict):
+    datasets = List(String(validate=DATASET), required=True, validate=Length(1, 50))
+    purpose = String(required=True, validate=Length(1, 4000))
+    scenario = String(required=True, validate=Length(1, 4000))
+    epsilon = Float(allow_none=True, load_default=None, validate=Range(min=0, min_inclusive=False, max=1000))
+    days = Integer(load_default=90, validate=Range(1, 3650))
+    user_type = String(load_default="public_welfare", validate=OneOf(["public_welfare", "commercial"]))
+
+
+class ApplicationListArgs(Strict):
+    analyst = String(validate=NAME)
+    state = String(validate=OneOf(["submitted", "info_requested", "approved", "refused", "withdrawn"]))
+    overdue = Boolean()
+
+
+class ApplicationApprove(Strict):
+    epsilon = Float(allow_none=True, load_default=None, validate=Range(min=0, min_inclusive=False, max=1000))
+    days = Integer(allow_none=True, load_default=None, validate=Range(1, 3650))
+    note = String(load_default="", validate=Length(max=4000))
+
+
+class ApplicationRefuse(Strict):
+    reason = String(required=True, validate=Length(1, 4000))
+
+
+class ApplicationAsk(Strict):
+    question = String(required=True, validate=Length(1, 4000))
+
+
+class ApplicationReply(Strict):
+    text = String(required=True, validate=Length(1, 4000))

@@ -39,6 +39,9 @@ class World:
     queued_job: str = ""     # ana's queued mock job
     other_job: str = ""      # bob's job
     files: dict[str, Path] = field(default_factory=dict)
+    application: str = ""        # ana's submitted application
+    info_application: str = ""   # ana's application awaiting her reply
+    other_application: str = ""  # bob's application
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"} if role in self.tokens else {}
@@ -83,6 +86,12 @@ def base_world(tmp_path_factory) -> World:
                                                 mock_datasets=["farmers"])["id"]
         world.other_job = services.jobs.submit(Actor("bob", "analyst"), "c.py", script,
                                                grant_id=world.other_grant)["id"]
+        apply = dict(datasets=["farmers"], purpose="credit scoring", scenario="loans", epsilon=1.0, days=30,
+                     user_type="commercial")
+        world.application = services.applications.apply(Actor("ana", "analyst"), **apply)["id"]
+        world.info_application = services.applications.apply(Actor("ana", "analyst"), **apply)["id"]
+        services.applications.ask_info(OPERATOR, world.info_application, "which branch?")
+        world.other_application = services.applications.apply(Actor("bob", "analyst"), **apply)["id"]
     finally:
         services.close()
     return world
@@ -93,7 +102,8 @@ def world(base_world: World, tmp_path: Path) -> World:
     root = tmp_path / "home"
     shutil.copytree(base_world.root, root)
     return World(root, dict(base_world.tokens), base_world.grant, base_world.other_grant, base_world.job,
-                 base_world.queued_job, base_world.other_job, base_world.files)
+                 base_world.queued_job, base_world.other_job, base_world.files, base_world.application,
+                 base_world.info_application, base_world.other_application)
 
 
 @pytest.fixture

@@ -70,6 +70,15 @@ ROUTES = [
     Route("GET", "/api/v1/audit/key", ("reviewer", "operator")),
     Route("GET", "/api/v1/audit/export", ("reviewer", "operator")),
     Route("GET", "/api/v1/audit/export/checkpoints", ("reviewer", "operator")),
+    Route("POST", "/api/v1/applications", ("analyst",), ok=201,
+          json=lambda w: {"datasets": ["farmers"], "purpose": "p", "scenario": "s", "epsilon": 1.0, "days": 9}),
+    Route("GET", "/api/v1/applications", ("analyst", "operator", "reviewer")),
+    Route("GET", "/api/v1/applications/{app}", ("analyst", "operator", "reviewer")),
+    Route("POST", "/api/v1/applications/{app}/approve", ("operator",), json=lambda w: {"note": "ok"}),
+    Route("POST", "/api/v1/applications/{app}/refuse", ("operator",), json=lambda w: {"reason": "no"}),
+    Route("POST", "/api/v1/applications/{app}/ask", ("operator",), json=lambda w: {"question": "why?"}),
+    Route("POST", "/api/v1/applications/{info_app}/reply", ("analyst",), json=lambda w: {"text": "because"}),
+    Route("POST", "/api/v1/applications/{app}/withdraw", ("analyst",)),
     Route("GET", "/api/v1/me", USERS),
     Route("GET", "/api/v1/users", ("operator",)),
     Route("POST", "/api/v1/users", ("operator",), ok=201,
@@ -83,7 +92,8 @@ ROUTES = [
 
 def _path(route: Route, w: World) -> str:
     token_id = w.tokens["analyst2"].split("_")[1]
-    return route.path.format(grant=w.grant, job=w.job, queued_job=w.queued_job, token_id=token_id)
+    return route.path.format(grant=w.grant, job=w.job, queued_job=w.queued_job, token_id=token_id,
+                             app=w.application, info_app=w.info_application)
 
 
 def _call(client, route: Route, w: World, role: str):  # type: ignore[no-untyped-def]
@@ -150,18 +160,21 @@ OTHERS_PATHS = [
     ("GET", "/api/v1/jobs/{other_job}/script"),
     ("GET", "/api/v1/jobs/{other_job}/results"),
     ("POST", "/api/v1/jobs/{other_job}/cancel"),
+    ("GET", "/api/v1/applications/{other_app}"),
+    ("POST", "/api/v1/applications/{other_app}/withdraw"),
 ]
 
 
 @pytest.mark.parametrize("method,path", OTHERS_PATHS)
 def test_analyst_cannot_see_other_analysts_objects(client, world: World, method: str, path: str) -> None:
-    url = path.format(other_grant=world.other_grant, other_job=world.other_job)
+    url = path.format(other_grant=world.other_grant, other_job=world.other_job, other_app=world.other_application)
     kwargs = {"json": {"query": QUERY}} if method == "POST" and "grants" in path else {}
     resp = client.open(url, method=method, headers=world.headers("analyst"), **kwargs)
     assert resp.status_code == 404
     assert resp.get_json()["error"]["code"] == "not_found"
     # the same words as for an object that does not exist
-    missing = client.open(url.replace(world.other_grant, "g-00000000").replace(world.other_job, "j-0000000000"),
+    missing = client.open(url.replace(world.other_grant, "g-00000000").replace(world.other_job, "j-0000000000")
+                          .replace(world.other_application, "a-00000000"),
                           method=method, headers=world.headers("analyst"), **kwargs)
     assert missing.status_code == 404
     assert missing.get_json()["error"]["message"].split()[:2] == resp.get_json()["error"]["message"].split()[:2]
