@@ -8,6 +8,7 @@ No header means the public (role ``public``). A header that is not a valid token
 from __future__ import annotations
 
 import hashlib
+from http import HTTPStatus
 from functools import wraps
 from typing import Any, Callable
 
@@ -86,7 +87,10 @@ def requires(*roles: str, status: int = 200, extra: list[int] | None = None) -> 
             raise Forbidden(f"a {who.role} may not do this ({request.method} {request.path})",
                             f"this is for: {', '.join(r for r in roles)}")
 
-        _annotate(wrapper, responses=[status] + (extra or []) + COMMON_ERRORS,
+        given = dict(getattr(f, "_spec", {}).get("responses") or {})
+        responses = {code: HTTPStatus(code).phrase for code in [status] + (extra or []) + COMMON_ERRORS}
+        responses.update(given)
+        _annotate(wrapper, responses=responses,
                   security=None if "public" in roles else "BearerAuth",
                   extensions={"x-roles": list(roles)})
         wrapper._sandbox_roles = roles  # type: ignore[attr-defined]

@@ -162,3 +162,8 @@ class ApplicationAsk(Strict):
 
 class ApplicationReply(Strict):
     text = String(required=True, validate=Length(1, 4000))
+
+
+class DisclosureArgs(Strict):
+    format = String(load_default="json", validate=OneOf(["json", "csv"]))
+    section = String(validate=OneOf(["authorisations", "products", "usage", "applications"]))

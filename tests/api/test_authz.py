@@ -79,6 +79,7 @@ ROUTES = [
     Route("POST", "/api/v1/applications/{app}/ask", ("operator",), json=lambda w: {"question": "why?"}),
     Route("POST", "/api/v1/applications/{info_app}/reply", ("analyst",), json=lambda w: {"text": "because"}),
     Route("POST", "/api/v1/applications/{app}/withdraw", ("analyst",)),
+    Route("GET", "/api/v1/disclosure", ALL),
     Route("GET", "/api/v1/me", USERS),
     Route("GET", "/api/v1/users", ("operator",)),
     Route("POST", "/api/v1/users", ("operator",), ok=201,

@@ -5,7 +5,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from sandbox.errors import InvalidInput, SandboxError
-from sandbox.web.pages import bp, hidden, roles, services, who
+from sandbox.web.pages import bp, charts, fmt_number, hidden, roles, services, who
 
 READERS = ("operator", "reviewer", "analyst")
 
@@ -36,7 +36,11 @@ def grants():  # type: ignore[no-untyped-def]
 def grant(grant_id: str):  # type: ignore[no-untyped-def]
     info = visible_grant(grant_id)
     history = services().broker.history(grant_id)
-    return render_template("pages/grant.html", g=info, history=history)
+    def gauge(b: dict):  # type: ignore[no-untyped-def]
+        return charts.gauge(b["epsilon_spent"], b["epsilon_total"], lambda v: fmt_number(v, 3),
+                            _("spent"), _("left"))
+
+    return render_template("pages/grant.html", g=info, history=history, gauge=gauge)
 
 
 @bp.post("/grants/<grant_id>/revoke")
