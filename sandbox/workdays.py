@@ -171,6 +171,9 @@ def load_calendar(path: Path | str | None = None) -> Calendar:
         mark = getattr(e, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise _bad(path, f"is not valid YAML{line}", "fix the syntax (indentation, dashes, colons)") from None
+    except ValueError:  # YAML reads 2026-13-01 as a date and fails
+        raise _bad(path, "holds something that is not a date (e.g. month 13)",
+                   "write dates as YYYY-MM-DD, e.g. 2026-10-01") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
