@@ -144,8 +144,8 @@ def _check_budget(b: DatasetBudget) -> None:
                            "fix the delta of the dataset's policy")
 
 
-def get(session: Session, grant_id: str) -> Grant:
-    grant = session.get(Grant, grant_id)
+def get(session: Session, grant_id: str, for_update: bool = False) -> Grant:
+    grant = session.get(Grant, grant_id, with_for_update=for_update or None)
     if grant is None:
         raise NotFound(f"no grant {grant_id}", "list grants with `sandbox grant list`")
     return grant
@@ -175,7 +175,7 @@ def active(session: Session, grant_id: str, dataset: str | None = None) -> Grant
 
 
 def revoke(session: Session, grant_id: str, by: str, reason: str) -> Grant:
-    grant = get(session, grant_id)
+    grant = get(session, grant_id, for_update=True)
     if grant.revoked_at is not None:
         raise GrantInactive(
             f"grant {grant_id} was already revoked on {_aware(grant.revoked_at).date()}",
@@ -193,7 +193,7 @@ def extend(session: Session, grant_id: str, days: int) -> Grant:
     """Lengthen a grant's term; an expired grant runs again from now (a revoked one stays revoked)."""
     if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
         raise InvalidInput(f"a grant is extended by at least one day, not {days}", "pass --days 1 or more")
-    grant = get(session, grant_id)
+    grant = get(session, grant_id, for_update=True)
     if grant.status() == "revoked":
         active(session, grant_id)  # raises the revocation's own message
     grant.expires_at = max(_aware(grant.expires_at), datetime.now(timezone.utc)) + timedelta(days=days)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from sandbox import grants, ledger
 from sandbox.actors import Actor
@@ -79,6 +80,10 @@ class Broker:
             except SandboxError as err:
                 self._refused(actor, grant_id, doc, err, job_id)
                 raise
+            except IntegrityError:
+                # Another asker claimed the same question first (possible where transactions
+                # do not serialise, e.g. PostgreSQL): our reservation rolled back with it; wait.
+                claimed = False
             if isinstance(claimed, dict):
                 return claimed
             if claimed:

@@ -110,11 +110,24 @@ def demo_csvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_demo_csvs(tmp_path_factory.mktemp("demo"), n_farmers=5000, n_patients=200, canary=CANARY)
 
 
+#: Run the in-process tests on another database, e.g. PostgreSQL (its tables are dropped first!).
+TEST_DATABASE_URL = os.environ.get("SANDBOX_TEST_DATABASE_URL")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _no_database_override() -> None:
-    """Tests use the SQLite file of their home, whatever the developer's shell says."""
+def _database_choice() -> None:
+    """The home's SQLite file, whatever the developer's shell says, unless SANDBOX_TEST_DATABASE_URL is set."""
     saved = os.environ.pop("SANDBOX_DATABASE_URL", None)
+    if TEST_DATABASE_URL:
+        from sandbox.db import Base, Database
+
+        db = Database(TEST_DATABASE_URL)
+        db.create_all()
+        Base.metadata.drop_all(db.engine)
+        db.engine.dispose()
+        os.environ["SANDBOX_DATABASE_URL"] = TEST_DATABASE_URL
     yield
+    os.environ.pop("SANDBOX_DATABASE_URL", None)
     if saved is not None:
         os.environ["SANDBOX_DATABASE_URL"] = saved
 
