@@ -77,6 +77,11 @@ class SandboxGroup(click.Group):
             _usage_failed(err)
         except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+            # a path given on the command line (an output file, an export folder) that cannot be used
+            where = f" {err.filename}" if getattr(err, "filename", None) else ""
+            _fail(f"cannot use the file or folder{where}: {err.strerror or 'no such file or folder'}",
+                  "check the path (its folder must exist and be writable), then run the command again", 1)
         except Exception:
             log.exception("unexpected failure")
             _fail(

@@ -142,4 +142,7 @@ def create_app(config: dict | None = None) -> APIFlask:
     from sandbox.web.api import register_blueprints
 
     register_blueprints(app, API)
+    from sandbox.web.pages import init_pages
+
+    init_pages(app)  # the server-rendered pages (docs/web.md)
     return app

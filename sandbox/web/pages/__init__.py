@@ -13,14 +13,14 @@ import logging
 import os
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
-from flask_babel import Babel, format_datetime, format_decimal, gettext as _, lazy_gettext
+from flask_babel import Babel, format_date, format_datetime, format_decimal, gettext as _, lazy_gettext
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -178,6 +178,20 @@ def fmt_datetime(value: Any, style: str = "medium") -> str:
     return format_datetime(moment, style) if moment else "—"
 
 
+def fmt_date(value: Any) -> str:
+    """A date (ISO text, date or datetime) in the reader's locale."""
+    if not value:
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        value = value.date()
+    return format_date(value, "medium")
+
+
 def fmt_number(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -320,11 +334,12 @@ def init_pages(app: Flask) -> None:
         applications, audit, catalog, disclosure, grants, home, jobs,
     )
 
-    bp.add_app_template_global(generate_csrf, "csrf_token")
-    bp.add_app_template_global(who, "current_actor")
-    bp.add_app_template_global(label, "label")
-    bp.add_app_template_filter(fmt_datetime, "dt")
-    bp.add_app_template_filter(fmt_number, "num")
+    app.add_template_global(generate_csrf, "csrf_token")
+    app.add_template_global(who, "current_actor")
+    app.add_template_global(label, "label")
+    app.add_template_filter(fmt_datetime, "dt")
+    app.add_template_filter(fmt_number, "num")
+    app.add_template_filter(fmt_date, "date_only")
     app.register_blueprint(bp)
 
     limiter = app.extensions.get("sandbox.limiter")
