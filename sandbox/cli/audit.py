@@ -20,14 +20,12 @@ def audit() -> None:
 def audit_verify(ctx: click.Context) -> None:
     """Recompute every entry hash and checkpoint root; check signatures and the checkpoint file."""
     state: State = ctx.obj
-    report = state.services.audit.verify()
-    payload = {"ok": report.ok, "entries": report.size, "checkpoints": report.checkpoints,
-               "problems": report.problems}
-    if report.ok:
-        state.emit(payload, f"audit verify: OK ({report.size} entries, {report.checkpoints} checkpoints)")
+    payload = state.backend.audit_verify()
+    if payload["ok"]:
+        state.emit(payload, f"audit verify: OK ({payload['entries']} entries, {payload['checkpoints']} checkpoints)")
         return
-    state.emit(payload, "\n".join([f"audit verify: FAILED ({len(report.problems)} problems)"]
-                                  + [f"  {p}" for p in report.problems]))
+    state.emit(payload, "\n".join([f"audit verify: FAILED ({len(payload['problems'])} problems)"]
+                                  + [f"  {p}" for p in payload["problems"]]))
     ctx.exit(1)
 
 
@@ -49,7 +47,7 @@ def _brief(entry: dict) -> dict:
 def audit_show(state: State, last: int, action: str | None, actor: str | None, grant_id: str | None,
                dataset: str | None, since: str | None, until: str | None) -> None:
     """List entries (with the checkpoint each landed in), oldest first."""
-    entries = state.services.audit.entries(last=last, action=action, actor=actor, grant_id=grant_id,
+    entries = state.backend.audit_entries(last=last, action=action, actor=actor, grant_id=grant_id,
                                            dataset=dataset, since=since, until=until)
     columns = ["seq", "time", "actor", "role", "action", "outcome", "objects", "grant_id", "checkpoint"]
     state.emit(entries, _table([_brief(e) for e in entries], columns))
@@ -60,7 +58,7 @@ def audit_show(state: State, last: int, action: str | None, actor: str | None, g
 @click.pass_obj
 def audit_entry(state: State, seq: int) -> None:
     """One entry in full, with its inclusion proof against the latest checkpoint."""
-    entry = state.services.audit.entry(seq)
+    entry = state.backend.audit_entry(seq)
     state.emit(entry, json.dumps(entry, indent=2, ensure_ascii=False))
 
 
@@ -69,10 +67,7 @@ def audit_entry(state: State, seq: int) -> None:
 @click.pass_obj
 def audit_export(state: State, out_dir: str) -> None:
     """Write entries, signed checkpoints and the public key to OUT_DIR for offline verification."""
-    log = state.services.audit
-    log.append(actor=state.actor.name, role=state.actor.role, action="audit.exported")
-    log.checkpoint()  # so the export, its own entry included, is covered to the end
-    counts = log.export(Path(out_dir))
+    counts = state.backend.audit_export(Path(out_dir))
     state.emit({"folder": out_dir, **counts},
                f"exported {counts['entries']} entries and {counts['checkpoints']} checkpoints to {out_dir}\n"
                "  verify them with the program in docs/audit.md")

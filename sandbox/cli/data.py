@@ -37,9 +37,8 @@ def dataset() -> None:
 @click.pass_obj
 def dataset_add(state: State, path: str, name: str, policy_path: str, replace: bool) -> None:
     """Encrypt PATH (CSV or Parquet) into the vault under NAME, checked against its policy."""
-    added = state.services.catalog.add(Path(path), name, Path(policy_path), state.actor, replace=replace)
-    info = {**state.services.catalog.describe(name), "warnings": added.warnings}
-    notes = "".join(f"\n  warning: {w}" for w in added.warnings)
+    info = state.backend.add_dataset(Path(path), name, Path(policy_path), replace)
+    notes = "".join(f"\n  warning: {w}" for w in info["warnings"])
     state.emit(info, f"added dataset {name} version {info['version'][:12]} (encrypted in the vault){notes}")
 
 
@@ -47,7 +46,7 @@ def dataset_add(state: State, path: str, name: str, policy_path: str, replace: b
 @click.pass_obj
 def dataset_list(state: State) -> None:
     """Every dataset in the catalog, public metadata only."""
-    items = [state.services.catalog.describe(d) for d in state.services.catalog.names()]
+    items = state.backend.datasets()
     rows = [{**d, "version": d["version"][:12]} for d in items]
     state.emit(items, _table(rows, ["name", "title", "openness", "grade", "provider", "version"]))
 
@@ -57,7 +56,7 @@ def dataset_list(state: State) -> None:
 @click.pass_obj
 def dataset_show(state: State, name: str) -> None:
     """One dataset's public metadata: schema, tags, bounds, grade, openness."""
-    info = state.services.catalog.describe(name)
+    info = state.backend.dataset(name)
     head = "\n".join(
         f"{k}: {info[k]}" for k in ("name", "title", "provider", "topic", "openness", "grade", "version")
         if k in info
@@ -77,7 +76,7 @@ def dataset_show(state: State, name: str) -> None:
 @click.pass_obj
 def dataset_mock(state: State, name: str, rows: int, seed: int, output: str) -> None:
     """Write mock rows made from the public schema only (no real data is read)."""
-    frame = state.services.catalog.mock(name, rows=rows, seed=seed)
+    frame = state.backend.mock_frame(name, rows, seed)
     if output.endswith(".parquet"):
         frame.write_parquet(output)
     else:
@@ -108,8 +107,8 @@ def grant_create(
     user_type: str, columns: str | None, operations: str | None,
 ) -> None:
     """Grant ANALYST a budget on datasets for a purpose and a term."""
-    made = state.services.grants.create(
-        state.actor, analyst=analyst, datasets=list(datasets), epsilon=epsilon, days=days,
+    made = state.backend.create_grant(
+        analyst=analyst, datasets=list(datasets), epsilon=epsilon, days=days,
         purpose=purpose, user_type=user_type,
         columns=_split(columns), operations=_split(operations),
     )
@@ -125,7 +124,7 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--analyst")
 @click.pass_obj
 def grant_list(state: State, analyst: str | None) -> None:
-    items = state.services.grants.list(analyst)
+    items = state.backend.grants(analyst)
     rows = [{**g, "datasets": ",".join(g["datasets"]), "expires_at": g["expires_at"][:10]} for g in items]
     state.emit(items, _table(rows, ["id", "analyst", "datasets", "status", "expires_at", "purpose"]))
 
@@ -134,7 +133,7 @@ def grant_list(state: State, analyst: str | None) -> None:
 @click.argument("grant_id")
 @click.pass_obj
 def grant_show(state: State, grant_id: str) -> None:
-    info = state.services.grants.get(grant_id)
+    info = state.backend.grant(grant_id)
     head = "\n".join(f"{k}: {info[k]}" for k in ("id", "analyst", "purpose", "user_type", "status", "expires_at"))
     state.emit(info, head + "\n\n" + _budget_table(info["budgets"]))
 
@@ -144,7 +143,7 @@ def grant_show(state: State, grant_id: str) -> None:
 @click.option("--reason", required=True)
 @click.pass_obj
 def grant_revoke(state: State, grant_id: str, reason: str) -> None:
-    info = state.services.grants.revoke(state.actor, grant_id, reason)
+    info = state.backend.revoke_grant(grant_id, reason)
     state.emit(info, f"grant {grant_id} revoked; running jobs on it are refused from now on")
 
 
@@ -153,7 +152,7 @@ def grant_revoke(state: State, grant_id: str, reason: str) -> None:
 @click.option("--days", required=True, type=click.IntRange(1, 3650))
 @click.pass_obj
 def grant_extend(state: State, grant_id: str, days: int) -> None:
-    info = state.services.grants.extend(state.actor, grant_id, days)
+    info = state.backend.extend_grant(grant_id, days)
     state.emit(info, f"grant {grant_id} now expires {info['expires_at'][:10]}")
 
 
@@ -200,14 +199,13 @@ def render_answer(answer: dict) -> str:
 def query(state: State, query_file: str, grant_id: str, preview: bool) -> None:
     """Ask one DP query (a JSON file, see docs/queries.md) under a grant."""
     doc = _read_query(query_file)
-    broker = state.services.broker
     if preview:
-        info = broker.preview(state.actor, grant_id, doc)
+        info = state.backend.preview(grant_id, doc)
         state.emit(info, f"would cost epsilon {info['epsilon']:g}, delta {info['delta']:g}"
                          f"{' (free: asked before)' if info['cached'] else ''}; "
                          f"budget left epsilon {info['budget_left']['epsilon']:g}")
         return
-    answer = broker.ask(state.actor, grant_id, doc)
+    answer = state.backend.ask(grant_id, doc)
     state.emit(answer, render_answer(answer))
 
 
@@ -216,5 +214,5 @@ def query(state: State, query_file: str, grant_id: str, preview: bool) -> None:
 @click.pass_obj
 def budget(state: State, grant_id: str) -> None:
     """Budget granted, spent and left on each dataset of a grant."""
-    budgets = state.services.grants.get(grant_id)["budgets"]
+    budgets = state.backend.grant(grant_id)["budgets"]
     state.emit(budgets, _budget_table(budgets))

@@ -25,6 +25,7 @@ def _worker(state: State, pool_size: int = 0):  # type: ignore[no-untyped-def]
     """A worker for this command; closed (its pool stopped) when the command ends."""
     from sandbox.jobs.worker import Worker
 
+    state.local_only("the worker")
     worker = Worker(state.services, pool_size=pool_size)
     click.get_current_context().call_on_close(worker.close)
     return worker
@@ -39,13 +40,13 @@ def _report(state: State, job: dict) -> None:
     lines = [f"job {job['id']}: {job['state']}{label}"]
     if job["reason"]:
         lines.append(f"  {job['reason']}")
-    full = state.services.jobs.get(job["id"])
-    if full.stdout:
-        lines += ["", full.stdout.rstrip()]
-    if full.stderr and job["state"] != "succeeded":
-        lines += ["", "stderr:", full.stderr.rstrip()]
+    full = state.backend.job_logs(job["id"])
+    if full["stdout"]:
+        lines += ["", full["stdout"].rstrip()]
+    if full["stderr"] and job["state"] != "succeeded":
+        lines += ["", "stderr:", full["stderr"].rstrip()]
     lines.append("")
-    lines += [f"output: {state.services.home.jobs / job['id'] / 'out' / o['name']} ({o['size']} bytes)"
+    lines += [f"output: {state.backend.output_location(job['id'], o['name'])} ({o['size']} bytes)"
               for o in job["outputs"]]
     lines.append(f"queries: {len(job['queries'])}, epsilon spent: {job['epsilon_spent']:g}")
     state.emit(job, "\n".join(lines))
@@ -60,10 +61,9 @@ def _report(state: State, job: dict) -> None:
 @click.pass_obj
 def run(state: State, script: str, mock: bool, datasets: tuple[str, ...]) -> None:
     """Run SCRIPT now in a sealed container against MOCK data: no grant, no budget."""
-    job = state.services.jobs.submit(state.actor, Path(script).name, _read_script(script),
-                                     mock_datasets=list(datasets) or None)
+    job = state.backend.submit(Path(script).name, _read_script(script), mock_datasets=list(datasets) or None)
     if job["state"] == "queued":
-        job = _worker(state).run_next(job["id"]) or job
+        job = state.backend.run_now(job["id"])
     _report(state, job)
 
 
@@ -74,10 +74,10 @@ def run(state: State, script: str, mock: bool, datasets: tuple[str, ...]) -> Non
 @click.pass_obj
 def submit(state: State, script: str, grant_id: str, wait: bool) -> None:
     """Check SCRIPT and queue it as a job under a grant."""
-    job = state.services.jobs.submit(state.actor, Path(script).name, _read_script(script), grant_id=grant_id)
+    job = state.backend.submit(Path(script).name, _read_script(script), grant_id=grant_id)
     if job["state"] == "refused" or wait:
         if wait:
-            job = _worker(state).run_next(job["id"]) or state.services.jobs.get(job["id"]).to_dict()
+            job = state.backend.run_now(job["id"])
         _report(state, job)
         return
     state.emit(job, f"{job['id']} queued; follow it with `sandbox job status {job['id']}`"
@@ -93,7 +93,7 @@ def job() -> None:
 @click.option("--owner")
 @click.pass_obj
 def job_list(state: State, owner: str | None) -> None:
-    items = state.services.jobs.list(owner)
+    items = state.backend.jobs(owner)
     state.emit(items, _table(items, ["id", "owner", "state", "grant_id", "mock", "script_name", "submitted_at"]))
 
 
@@ -101,7 +101,7 @@ def job_list(state: State, owner: str | None) -> None:
 @click.argument("job_id")
 @click.pass_obj
 def job_status(state: State, job_id: str) -> None:
-    info = state.services.jobs.get(job_id).to_dict()
+    info = state.backend.job(job_id)
     fields = ("id", "state", "reason", "owner", "grant_id", "mock", "runner", "isolation", "image_digest",
               "script_sha256", "submitted_at", "started_at", "finished_at", "epsilon_spent")
     state.emit(info, "\n".join(f"{k}: {info[k]}" for k in fields if info[k] not in (None, "")))
@@ -111,23 +111,22 @@ def job_status(state: State, job_id: str) -> None:
 @click.argument("job_id")
 @click.pass_obj
 def job_logs(state: State, job_id: str) -> None:
-    found = state.services.jobs.get(job_id)
-    state.emit({"stdout": found.stdout, "stderr": found.stderr},
-               found.stdout + (f"\n--- stderr ---\n{found.stderr}" if found.stderr else ""))
+    found = state.backend.job_logs(job_id)
+    state.emit(found, found["stdout"] + (f"\n--- stderr ---\n{found['stderr']}" if found["stderr"] else ""))
 
 
 @job.command("results")
 @click.argument("job_id")
 @click.pass_obj
 def job_results(state: State, job_id: str) -> None:
-    _report(state, state.services.jobs.get(job_id).to_dict())
+    _report(state, state.backend.job(job_id))
 
 
 @job.command("cancel")
 @click.argument("job_id")
 @click.pass_obj
 def job_cancel(state: State, job_id: str) -> None:
-    info = state.services.jobs.cancel(state.actor, job_id)
+    info = state.backend.cancel_job(job_id)
     state.emit(info, f"job {job_id}: {'cancelled' if info['state'] == 'cancelled' else 'stopping'}")
 
 

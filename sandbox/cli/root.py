@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 import click
 
 from sandbox.actors import Actor
-from sandbox.errors import SandboxError
+from sandbox.cli.backend import Backend, LocalBackend, RemoteBackend
+from sandbox.errors import InvalidInput, SandboxError
 from sandbox.home import Home
 from sandbox.services import Services, home_from
 
@@ -27,10 +28,27 @@ log = logging.getLogger("sandbox")
 class State:
     """What every command gets as ``ctx.obj``: the home, who is acting, and services on demand."""
 
-    def __init__(self, home: Home, actor: Actor, as_json: bool) -> None:
+    def __init__(self, home: Home, actor: Actor, as_json: bool, server: str | None = None,
+                 token: str | None = None) -> None:
         self.home = home
         self.actor = actor
         self.as_json = as_json
+        self.server = server
+        self.token = token
+
+    @cached_property
+    def backend(self) -> Backend:
+        """The server's API with --server, else this machine's home."""
+        if self.server:
+            from sandbox.client import Client
+
+            return RemoteBackend(Client(self.server, self.token))
+        return LocalBackend(self.services, self.actor)
+
+    def local_only(self, what: str) -> None:
+        if self.server:
+            raise InvalidInput(f"{what} works on a sandbox home on this machine, not through --server",
+                               "run it on the server's machine, without --server")
 
     @cached_property
     def services(self) -> Services:
@@ -119,18 +137,45 @@ def _setup_logging(home: Home) -> None:
 @click.option("--user", "user", envvar="SANDBOX_USER", help="Who is acting (recorded in the audit log).")
 @click.option("--role", envvar="SANDBOX_ROLE", default="operator", show_default=True, help="Role of the acting user.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--server", envvar="SANDBOX_SERVER", help="Work against this sandbox server (URL) instead of a home.")
+@click.option("--token", envvar="SANDBOX_TOKEN", help="API token for --server (or $SANDBOX_TOKEN).")
 @click.pass_context
-def main(ctx: click.Context, home: str | None, user: str | None, role: str, as_json: bool) -> None:
+def main(ctx: click.Context, home: str | None, user: str | None, role: str, as_json: bool,
+         server: str | None, token: str | None) -> None:
     """Data sandbox: usable but not visible (数据可用不可见)."""
     home_obj = home_from(home)
     _setup_logging(home_obj)
-    ctx.obj = State(home_obj, Actor(user or getpass.getuser(), role), as_json)
+    if server is None and token is None and home is None:
+        server, token = _client_config()
+    elif server and token is None:
+        token = _client_config()[1]
+    ctx.obj = State(home_obj, Actor(user or getpass.getuser(), role), as_json, server, token)
+
+
+def client_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "sandbox" / "client.toml"
+
+
+def _client_config() -> tuple[str | None, str | None]:
+    """``server`` and ``token`` from ~/.config/sandbox/client.toml, if it exists."""
+    import tomllib
+
+    path = client_config_path()
+    if not path.is_file():
+        return None, None
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"{path} is not valid TOML ({err}); fix or remove it") from None
+    return doc.get("server"), doc.get("token")
 
 
 @main.command()
 @click.pass_obj
 def init(state: State) -> None:
     """Create a home: database, master key and audit signing key (files 0600)."""
+    state.local_only("`sandbox init`")
     services = Services.init(state.home, state.actor)
     services.close()
     state.emit(

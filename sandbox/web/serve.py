@@ -25,9 +25,9 @@ def serve(config: dict, say: Callable[[str], None] = print, threads: int = 8) ->
     stop = threading.Event()
     worker_thread = None
     if settings["WORKER"]:
-        from sandbox.jobs.worker import Worker
+        from sandbox.jobs.worker import SERVE_POOL_SIZE, Worker, pool_size_from_env
 
-        worker = Worker(services)
+        worker = Worker(services, pool_size=pool_size_from_env(SERVE_POOL_SIZE))
 
         def run_worker() -> None:
             try:
@@ -55,5 +55,6 @@ def serve(config: dict, say: Callable[[str], None] = print, threads: int = 8) ->
         server.close()
         if worker_thread is not None:
             worker_thread.join(timeout=30)
+            worker.close()
         services.close()
         say("sandbox API stopped")
