@@ -84,7 +84,8 @@ def requires(*roles: str, status: int = 200, extra: list[int] | None = None) -> 
                 raise AuthFailed("this needs an API token",
                                  "send 'Authorization: Bearer sbx_…'; an operator makes tokens with "
                                  "`sandbox token create USER`")
-            raise Forbidden(f"{"an" if who.role[0] in "aeiou" else "a"} {who.role} may not do this ({request.method} {request.path})",
+            article = "an" if who.role[0] in "aeiou" else "a"
+            raise Forbidden(f"{article} {who.role} may not do this ({request.method} {request.path})",
                             f"this is for: {', '.join(r for r in roles)}")
 
         given = dict(getattr(f, "_spec", {}).get("responses") or {})
