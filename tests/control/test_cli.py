@@ -189,6 +189,8 @@ def test_dataset_errors(world: World, tmp_path: Path, demo_csvs: dict[str, Path]
            words="declares no dataset")
     _fails(world, "dataset", "show", "nosuch", words="no dataset named")
     _fails(world, "dataset", "mock", "nosuch", "-o", str(tmp_path / "m.csv"), words="no dataset named")
+    _fails(world, "dataset", "mock", "farmers", "-o", str(tmp_path / "no" / "such" / "m.csv"),
+           words="cannot use the file or folder")
     text, _ = read_policy_file(FARM)
     bad = tmp_path / "bad.yaml"
     lines = text.splitlines()
