@@ -173,7 +173,7 @@ def _answers(job: Job) -> list[dict]:
             item["table"] = charts.table(item["answer"])
             item["charts"] = charts.answer_charts(
                 item["answer"], lambda v: fmt_number(v, 2),
-                _("bars: DP estimates; whiskers: 95% intervals") + (" · MOCK" if job.mock else ""))
+                _("bars: DP estimates; whiskers: %(level)s intervals", level="95%") + (" · MOCK" if job.mock else ""))
         out.append(item)
     return out
 
