@@ -145,4 +145,7 @@ def create_app(config: dict | None = None) -> APIFlask:
     from sandbox.web.pages import init_pages
 
     init_pages(app)  # the server-rendered pages (docs/web.md)
+    for blueprint in app.blueprints.values():  # plain Flask blueprints: pages, not in the API spec
+        if not hasattr(blueprint, "enable_openapi"):
+            blueprint.enable_openapi = False  # type: ignore[attr-defined]
     return app
