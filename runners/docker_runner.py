@@ -3,8 +3,9 @@
 Containers are started either cold (created in ``prepare``, started in ``start``) or taken from
 a pool of pre-started containers (see ``pool.py``) whose tiny waiter blocks on a FIFO in /job
 until ``start`` writes the job's command into it; either way a container serves one job and is
-removed at ``cleanup``. Every container carries the label ``sandbox.runner=docker`` so that
-``sweep`` can remove the ones a crashed worker left behind.
+removed at ``cleanup``. Every container carries the label ``sandbox.runner=docker`` and its
+runner root (``sandbox.root``) so that ``sweep`` can remove the ones a crashed worker of the
+same root left behind, and never those of another runner on the same engine.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 LABEL = "sandbox.runner"
 JOB_LABEL = "sandbox.job"
 SLOT_LABEL = "sandbox.slot"
+ROOT_LABEL = "sandbox.root"  # the runner root that made the container: sweep touches only its own
 START_FIFO = ".start"  # in /job: the pool's waiter reads the job's command from it
 DEFAULT_ROOT = Path(os.environ.get("SANDBOX_RUNNER_ROOT", "/var/lib/sandbox-runner"))
 
@@ -257,7 +259,7 @@ class DockerRunner:
             keep_ids = {j.container.id for j in self._jobs.values()}
         keep_ids |= self.pool.container_ids() if self.pool else set()
         removed = []
-        for c in self.labelled(LABEL):
+        for c in self.labelled(f"{ROOT_LABEL}={self.root}"):
             if c["Id"] not in keep_ids and (c.get("Labels") or {}).get(JOB_LABEL) not in keep_jobs:
                 self._remove(c["Id"])
                 removed.append(c["Id"])
@@ -300,7 +302,8 @@ class DockerRunner:
         uid = self.uids.acquire()
         try:
             ws = workspace.create(base, uid, limits)
-            config = container_config(image, command, ws, limits, env, {LABEL: "docker", **labels})
+            config = container_config(image, command, ws, limits, env,
+                                      {LABEL: "docker", ROOT_LABEL: str(self.root), **labels})
             return ws, self.client.containers.create(**config)
         except BaseException:
             workspace.destroy(base)

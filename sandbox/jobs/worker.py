@@ -154,6 +154,10 @@ class Worker:
         self.limits = limits or Limits()
         self.pool_size = pool_size_from_env() if pool_size is None else pool_size
         self.runner = runner or default_runner()
+        root = getattr(self.runner, "root", None)
+        if root is not None and len(os.fsencode(Path(root) / "slots" / ("x" * 16) / "job" / "broker.sock")) > 107:
+            raise InvalidInput(f"the runner folder {root} is too long for a job's socket path (107 bytes at most)",
+                               "set SANDBOX_RUNNER_ROOT to a shorter folder, e.g. /var/lib/sandbox-runner")
         if stale_after is None:
             stale_after = _env_float("SANDBOX_STALE_AFTER_S", STALE_AFTER.total_seconds())
         self.stale_after = stale_after if isinstance(stale_after, timedelta) else timedelta(seconds=stale_after)
@@ -287,6 +291,9 @@ class Worker:
         else:
             state = "succeeded" if result.state == "succeeded" else "failed"
             reason = _explain(result)
+            if state == "failed":  # a revoked grant often ends the script first (GrantInactive)
+                inactive = self._grant_stopped(job)
+                reason = f"stopped while running: {inactive}" if inactive else reason
         return self.services.jobs.finish(
             job.id, state, reason=reason, exit_code=result.exit_code,
             stdout=result.stdout, stderr=result.stderr, outputs=outputs, queries=queries,

@@ -135,12 +135,6 @@ def test_refused_script_names_line_and_rule(env: Env, script) -> None:
     assert env.services.jobs.claim("nobody", job["id"]) is None  # a refused job can never be taken
 
 
-def test_audit_verifies_after_everything(env: Env) -> None:
-    env.services.audit.checkpoint()
-    done = env.cli("audit", "verify")
-    assert "audit verify: OK" in done.stdout
-
-
 def _wait_running(env: Env, job_id: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
