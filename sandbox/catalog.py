@@ -24,9 +24,9 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 import polars as pl
-from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, create_engine, make_url, select
+from sqlalchemy import JSON, DateTime, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox.db import Base, Database
 from sandbox.errors import AlreadyExists, InvalidInput, NotFound, PolicyRefused
@@ -327,33 +327,23 @@ def mock_frame(policy: Policy, rows: int, seed: int = 0) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------------
 
 
-def _read_engine(db: Database) -> Engine:
-    """An engine for plain reads: on an SQLite file, one without the write lock at BEGIN."""
-    url = make_url(db.url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return db.engine
-    return create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-
 class Catalog:
     """Datasets: register (vault + row + audit, atomically), look up, describe, mock.
 
-    Read methods take an optional ``session`` to read inside the caller's transaction.
-    Without one they read committed state on their own connection. On SQLite that
-    connection does not ``BEGIN IMMEDIATE`` (unlike ``db.transaction()``), so a read made
-    while the caller holds an open write transaction does not wait for it to end.
+    Read methods take an optional ``session`` to read inside the caller's transaction;
+    without one they read committed state through ``db.read()``, which never waits for a
+    writer (so a read made while the caller holds an open write transaction does not hang).
     """
 
     def __init__(self, db: Database, vault: Vault, audit: Any) -> None:
         self.db = db
         self.vault = vault
         self.audit = audit
-        self._reads = sessionmaker(_read_engine(db), expire_on_commit=False)
 
     def _read(self, session: Session | None, fn: Callable[[Session], T]) -> T:
         if session is not None:
             return fn(session)
-        with self._reads() as own:
+        with self.db.read() as own:
             return fn(own)
 
     @staticmethod

@@ -30,8 +30,9 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and immediate transactions.
+def make_engine(url: str, immediate: bool = True) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and (unless ``immediate`` is False)
+    immediate transactions.
 
     ``BEGIN IMMEDIATE`` takes SQLite's write lock at the start of every transaction,
     so read-then-write sequences (budget reservation, audit appends) cannot interleave.
@@ -51,7 +52,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -63,12 +64,28 @@ def create_all(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus a session factory; ``transaction()`` is the unit of atomic work."""
+    """An engine plus a session factory; ``transaction()`` is the unit of atomic work,
+    ``read()`` a read of committed state that never waits for a writer."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        on_file = url.startswith("sqlite") and ":memory:" not in url
+        self._reader = make_engine(url, immediate=False) if on_file else self.engine
+        self._reads = sessionmaker(self._reader, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session; on SQLite it does not take the write lock, so a read made
+        while the same thread holds an open write transaction does not wait for it."""
+        with self._reads() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -49,7 +49,7 @@ class Services:
         """Built on first use: importing OpenDP is slow and most commands never need it."""
         from sandbox.broker.service import Broker
 
-        return Broker(self.db, self.catalog, self.audit)
+        return Broker(self.db, self.catalog, self.audit, self.pricing)
 
     @classmethod
     def open(cls, home: Home, actor: Actor) -> "Services":
@@ -80,7 +80,7 @@ class Services:
     def close(self) -> None:
         """End of a command: sign a checkpoint over whatever this command appended."""
         self.audit.checkpoint()
-        self.db.engine.dispose()
+        self.db.close()
 
 
 def _redacted(url: str) -> str:

@@ -28,6 +28,7 @@ from sandbox.broker.engine import Engine
 from sandbox.broker.query import Query, Scope, cost, parse_query
 from sandbox.catalog import Catalog
 from sandbox.db import Database
+from sandbox.pricing import Pricing
 from sandbox.errors import QueryInvalid, SandboxError
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,12 @@ def _scope(grant: grants.Grant, dataset: str) -> Scope:
 
 
 class Broker:
-    def __init__(self, db: Database, catalog: Catalog, audit: AuditLog, engine: Engine | None = None,
-                 pending_stale_s: float = PENDING_STALE_S) -> None:
+    def __init__(self, db: Database, catalog: Catalog, audit: AuditLog, pricing: Pricing,
+                 engine: Engine | None = None, pending_stale_s: float = PENDING_STALE_S) -> None:
         self.db = db
         self.catalog = catalog
         self.audit = audit
+        self.pricing = pricing
         self.engine = engine or Engine()
         self.pending_stale_s = pending_stale_s
 
@@ -115,7 +117,7 @@ class Broker:
         """Reserve the budget and claim the question; or return its stored answer; or False to wait."""
         epsilon, delta = cost(query)
         with self.db.transaction() as session:
-            grants.active(session, grant_id, query.dataset)
+            grant = grants.active(session, grant_id, query.dataset)
             stored = session.get(StoredAnswer, (grant_id, digest))
             if stored is not None and stored.status == "released" and stored.dataset_version == version:
                 self.audit.record(
@@ -143,6 +145,7 @@ class Broker:
                 session.delete(stored)
                 session.flush()
             left = ledger.reserve(session, grant_id, query.dataset, epsilon, delta, digest, job_id)
+            self.pricing.charge_query(session, grant, query.dataset, epsilon, query_digest=digest, job_id=job_id)
             session.add(
                 StoredAnswer(
                     grant_id=grant_id, digest=digest, dataset=query.dataset, dataset_version=version,
