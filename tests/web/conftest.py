@@ -92,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     base = tmp_path_factory.mktemp("web")
     home = Home(base / "home")
     services = Services.init(home, OPERATOR)
-    files = write_demo_csvs(base / "provider", n_farmers=3000, n_patients=500)
+    files = write_demo_csvs(base / "provider", n_farmers=20000, n_patients=500)
     for name in DATASETS:
         services.catalog.add(files[name], name, POLICY, Actor("prov", "provider"))
     tokens = {}

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import render_template, request
 from flask_babel import gettext as _
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from sandbox.audit import merkle, signing
 from sandbox.audit.models import AuditCheckpoint, AuditEntry
@@ -51,8 +51,8 @@ def audit():  # type: ignore[no-untyped-def]
         error = err.message
     entries.reverse()  # newest first
     with svc.db.transaction() as session:
-        actions = sorted(session.scalars(select(distinct(AuditEntry.action))))
-        actors = sorted(session.scalars(select(distinct(AuditEntry.actor))))
+        actions = sorted(session.scalars(select(AuditEntry.action).distinct()))
+        actors = sorted(session.scalars(select(AuditEntry.actor).distinct()))
     return render_template("pages/audit.html", entries=entries, chosen=chosen, actions=actions, actors=actors,
                            datasets=svc.catalog.names(), error=error, limit=LIMIT,
                            checkpoint=_latest_checkpoint())
