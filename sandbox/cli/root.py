@@ -52,6 +52,9 @@ class State:
 
     @cached_property
     def services(self) -> Services:
+        if self.server:  # a command not yet on the backend must never act on a local home by mistake
+            raise InvalidInput("this command does not work through --server yet",
+                               "run it on the server's machine with --home, without --server")
         services = Services.open(self.home, self.actor)
         click.get_current_context().call_on_close(services.close)
         return services
