@@ -112,6 +112,18 @@ def test_roles_analyst_sees_only_its_own_and_others_are_refused(site: Site) -> N
     pub.context.close()
 
 
+def apply_quick(site: Site) -> str:
+    from sandbox.users import User  # noqa: F401 - the analyst exists in the session's home
+
+    analyst = site.services.users.get("ana")
+    from sandbox.actors import Actor
+
+    return site.services.applications.apply(
+        Actor(analyst["name"], "analyst", analyst["organisation"]), datasets=["loan_defaults"],
+        purpose="Default rates by county", scenario="Risk model", epsilon=1.0, days=30,
+        user_type="commercial")["id"]
+
+
 def test_operator_refuses_with_a_reason_and_asks_for_information(site: Site) -> None:
     ctx, page = apply(site, "bob", "zh")
     page.fill("#purpose", "Study of how electricity arrears relate to loan defaults")
@@ -134,6 +146,21 @@ def test_operator_refuses_with_a_reason_and_asks_for_information(site: Site) -> 
     assert op.locator("#app-state").get_attribute("data-state") == "info_requested"
     assert "paused" in op.locator("dl.facts").inner_text()
     shot(op, "application-info-requested-en")
+    # An application past its deadline is listed first and marked overdue.
+    from datetime import date
+
+    from sandbox.applications import Application
+
+    late = apply_quick(site)
+    with site.services.db.transaction() as session:
+        session.get(Application, late).deadline = date(2026, 1, 5)
+    op.goto("/applications")
+    first_row = op.locator("#applications tbody tr").first
+    assert first_row.get_attribute("data-id") == late and "overdue" in first_row.get_attribute("class")
+    assert "OVERDUE" in first_row.inner_text()
+    op.check("input[name=overdue]")
+    op.click(".filters button")
+    assert [r.get_attribute("data-id") for r in op.locator("#applications tbody tr").all()] == [late]
     op.goto("/applications")
     shot(op, "applications-queue-en")
     octx.close()
