@@ -23,7 +23,7 @@ def user() -> None:
 @click.option("--org", "organisation", help="The user's organisation (shown in the disclosure report).")
 @click.pass_obj
 def user_add(state: State, name: str, role: str, organisation: str | None) -> None:
-    made = state.services.users.add(state.actor, name, role, organisation)
+    made = state.backend.users.add(name, role, organisation)
     state.emit(made, f"added {role} {name}" + (f" of {organisation}" if organisation else "")
                + f"\n  make a token for them with `sandbox token create {name}`")
 
@@ -31,7 +31,7 @@ def user_add(state: State, name: str, role: str, organisation: str | None) -> No
 @user.command("list")
 @click.pass_obj
 def user_list(state: State) -> None:
-    items = state.services.users.list()
+    items = state.backend.users.list()
     state.emit(items, _table(items, ["name", "role", "organisation", "created_at"]))
 
 
@@ -46,7 +46,7 @@ def token() -> None:
 @click.option("--label", default="", help="What the token is for, e.g. the machine it lives on.")
 @click.pass_obj
 def token_create(state: State, user_name: str, days: int, label: str) -> None:
-    secret, info = state.services.users.create_token(state.actor, user_name, days=days, label=label)
+    secret, info = state.backend.users.create_token(user_name, days=days, label=label)
     state.emit(
         {**info, "token": secret},
         f"{secret}\n\n"
@@ -60,7 +60,7 @@ def token_create(state: State, user_name: str, days: int, label: str) -> None:
 @click.option("--user", "user_name", help="Only this user's tokens.")
 @click.pass_obj
 def token_list(state: State, user_name: str | None) -> None:
-    items = state.services.users.tokens(user_name)
+    items = state.backend.users.tokens(user_name)
     rows = [{**t, "expires_at": t["expires_at"][:10]} for t in items]
     state.emit(items, _table(rows, ["id", "user", "status", "expires_at", "label"]))
 
@@ -69,7 +69,7 @@ def token_list(state: State, user_name: str | None) -> None:
 @click.argument("token_id")
 @click.pass_obj
 def token_revoke(state: State, token_id: str) -> None:
-    info = state.services.users.revoke_token(state.actor, token_id)
+    info = state.backend.users.revoke_token(token_id)
     state.emit(info, f"token {token_id} of {info['user']} is revoked; it is refused from now on")
 
 
@@ -99,8 +99,8 @@ def _app_summary(app: dict) -> str:
 def apply(state: State, datasets: tuple[str, ...], purpose: str, scenario: str, epsilon: float | None,
           days: int, user_type: str) -> None:
     """Apply for access to datasets (as an analyst)."""
-    app = state.services.applications.apply(
-        state.actor, datasets=list(datasets), purpose=purpose, scenario=scenario, epsilon=epsilon,
+    app = state.backend.applications.apply(
+        datasets=list(datasets), purpose=purpose, scenario=scenario, epsilon=epsilon,
         days=days, user_type=user_type,
     )
     note = ("\n  all datasets are unconditional-open: no review needed, the grant is ready"
@@ -120,7 +120,7 @@ def application() -> None:
 @click.option("--analyst")
 @click.pass_obj
 def application_list(state: State, overdue: bool, state_name: str | None, analyst: str | None) -> None:
-    items = state.services.applications.list(analyst=analyst, state=state_name, overdue=True if overdue else None)
+    items = state.backend.applications.list(analyst=analyst, state=state_name, overdue=True if overdue else None)
     rows = [{**a, "datasets": ",".join(a["datasets"]), "deadline": a["deadline"] or "(paused)",
              "left": "" if a["working_days_left"] is None else a["working_days_left"],
              "overdue": "OVERDUE" if a["overdue"] else ""} for a in items]
@@ -132,7 +132,7 @@ def application_list(state: State, overdue: bool, state_name: str | None, analys
 @click.argument("app_id")
 @click.pass_obj
 def application_show(state: State, app_id: str) -> None:
-    app = state.services.applications.get(app_id)
+    app = state.backend.applications.get(app_id)
     head = "\n".join(f"{k}: {app[k]}" for k in ("id", "analyst", "organisation", "datasets", "purpose", "scenario",
                                                 "epsilon", "days", "user_type", "state", "deadline",
                                                 "working_days_left", "overdue", "reason", "grant_id"))
@@ -150,7 +150,7 @@ def application_show(state: State, app_id: str) -> None:
 @click.option("--note", default="")
 @click.pass_obj
 def application_approve(state: State, app_id: str, epsilon: float | None, days: int | None, note: str) -> None:
-    app = state.services.applications.approve(state.actor, app_id, epsilon=epsilon, days=days, note=note)
+    app = state.backend.applications.approve(app_id, epsilon=epsilon, days=days, note=note)
     state.emit(app, f"application {app_id} approved: grant {app['grant_id']} for {app['analyst']}")
 
 
@@ -159,7 +159,7 @@ def application_approve(state: State, app_id: str, epsilon: float | None, days: 
 @click.option("--reason", required=True, help="Why; the analyst is told it.")
 @click.pass_obj
 def application_refuse(state: State, app_id: str, reason: str) -> None:
-    app = state.services.applications.refuse(state.actor, app_id, reason)
+    app = state.backend.applications.refuse(app_id, reason)
     state.emit(app, f"application {app_id} refused: {reason}")
 
 
@@ -168,7 +168,7 @@ def application_refuse(state: State, app_id: str, reason: str) -> None:
 @click.option("--question", required=True)
 @click.pass_obj
 def application_ask(state: State, app_id: str, question: str) -> None:
-    app = state.services.applications.ask_info(state.actor, app_id, question)
+    app = state.backend.applications.ask_info(app_id, question)
     state.emit(app, f"asked {app['analyst']}; the deadline is paused until they reply "
                     f"({app['working_days_left']} working day(s) left)")
 
@@ -178,7 +178,7 @@ def application_ask(state: State, app_id: str, question: str) -> None:
 @click.option("--text", required=True)
 @click.pass_obj
 def application_reply(state: State, app_id: str, text: str) -> None:
-    app = state.services.applications.reply(state.actor, app_id, text)
+    app = state.backend.applications.reply(app_id, text)
     state.emit(app, _app_summary(app))
 
 
@@ -186,7 +186,7 @@ def application_reply(state: State, app_id: str, text: str) -> None:
 @click.argument("app_id")
 @click.pass_obj
 def application_withdraw(state: State, app_id: str) -> None:
-    app = state.services.applications.withdraw(state.actor, app_id)
+    app = state.backend.applications.withdraw(app_id)
     state.emit(app, f"application {app_id} withdrawn")
 
 
@@ -199,7 +199,7 @@ def application_withdraw(state: State, app_id: str) -> None:
 @click.pass_obj
 def disclosure(state: State, fmt: str, section: str | None) -> None:
     """The public disclosure report: authorisations, products and prices, usage."""
-    report = state.services.disclosure.report()
+    report = state.backend.disclosure_report()
     if fmt == "json" or state.as_json:
         click.echo(to_json(report))
     elif fmt == "csv":
