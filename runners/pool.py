@@ -14,13 +14,13 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from docker.models.containers import Container
 
 from . import workspace
 from .base import JobSpec, Limits, Workspace, job_env
-from .docker_runner import SLOT_LABEL, START_FIFO, WAITER, _Job
+from .docker_runner import SLOT_LABEL, START_FIFO, _Job, waiter
 
 if TYPE_CHECKING:
     from .docker_runner import DockerRunner
@@ -43,8 +43,10 @@ class _Slot:
 
 
 class Pool:
-    def __init__(self, runner: DockerRunner, image: str, limits: Limits, size: int) -> None:
+    def __init__(self, runner: DockerRunner, image: str, limits: Limits, size: int,
+                 preload: Sequence[str] = ()) -> None:
         self.runner = runner
+        self.waiter = waiter(preload)
         self.image = image
         self.digest = runner.image_digest(image)
         self.limits = limits
@@ -114,7 +116,7 @@ class Pool:
         name = uuid.uuid4().hex[:16]
         base = self.runner.root / "slots" / name
         ws, container = self.runner.new_container(
-            base, self.digest, ["python3", "-I", "-c", WAITER], self.limits, job_env(), {SLOT_LABEL: name})
+            base, self.digest, ["python3", "-I", "-c", self.waiter], self.limits, job_env(), {SLOT_LABEL: name})
         os.mkfifo(ws.job_dir / START_FIFO, 0o600)
         os.chown(ws.job_dir / START_FIFO, ws.uid, ws.uid)
         container.start()

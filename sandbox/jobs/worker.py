@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 COMMAND = ["python3", "-I", "-m", "sandbox.sdk.harness", "/job/script.py"]
 POLL_S = 0.25  # how often a running job is heartbeated and checked for cancel/revocation
 SERVE_POOL_SIZE = 2  # pre-started containers of `sandbox worker` / `sandbox serve`
+# Imported by a pooled container while it waits, so a job does not pay for them (pandas alone
+# takes 0.3-1 s); the harness then runs in that process. Never the harness module itself.
+PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "RestrictedPython", "sandbox.sdk", "sandbox.sdk.guard",
+           "sandbox.sdk._runtime", "sandbox.sdk.errors")
 
 # Workers alive in this process: a job held by another name with this pid is an earlier
 # incarnation's (e.g. a restarted container where the worker is pid 1 again).
@@ -166,6 +170,7 @@ class Worker:
         self.name = f"worker-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         _LIVE.add(self.name)
         self._running: set[str] = set()
+        self._swept = False
 
     def close(self) -> None:
         """Stop the pool (unused pre-started containers are removed)."""
@@ -194,8 +199,11 @@ class Worker:
         closed = self.services.jobs.recover(
             self.stale_after, lambda name: name != self.name and worker_gone(name))
         sweep = getattr(self.runner, "sweep", None)
-        if sweep is not None:
+        if sweep is not None and not self._swept:
+            # Once, before this worker's pool exists: a sweep would take a container being
+            # created for the pool (not yet listed as ready) for an orphan.
             sweep(alive=set(self.services.jobs.running_ids()) | self._running)
+            self._swept = True
         self._start_pool()
         return closed
 
@@ -206,7 +214,8 @@ class Worker:
             return
         from runners.pool import Pool
 
-        self.runner.pool = Pool(self.runner, self.image, self.limits, self.pool_size)  # type: ignore[attr-defined]
+        self.runner.pool = Pool(self.runner, self.image, self.limits, self.pool_size,  # type: ignore[attr-defined]
+                                preload=PRELOAD if self.command == COMMAND else ())
 
     def run_next(self, job_id: str | None = None) -> dict | None:
         self._start_pool()

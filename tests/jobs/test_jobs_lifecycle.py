@@ -20,7 +20,7 @@ import pytest
 from runners.docker_runner import DockerRunner
 from sandbox import grants
 from sandbox.jobs.models import Job
-from sandbox.jobs.worker import Worker, wait_until_final
+from sandbox.jobs.worker import PRELOAD, Worker, wait_until_final
 
 from .conftest import LIMITS, OPERATOR, SANDBOX, Env
 
@@ -175,7 +175,7 @@ def test_an_expiring_grant_stops_a_running_job(env: Env) -> None:
 def test_pooled_containers_serve_one_job_each(env: Env) -> None:
     # A short root: a unix socket path (root/slots/<slot>/job/broker.sock) has at most 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="sbx-pool-"))
-    runner = DockerRunner(root=root, pool_size=2, pool_image=env.image, pool_limits=LIMITS)
+    runner = DockerRunner(root=root, pool_size=2, pool_image=env.image, pool_limits=LIMITS, pool_preload=PRELOAD)
     client = docker.from_env()
     try:
         assert runner.pool is not None and runner.pool.wait_ready(60)
