@@ -63,7 +63,7 @@ def run_demo(root: Path, say: Callable[[str], None], n_farmers: int = 100_000) -
         )
         say(f"3. grant {grant['id']} for {ANALYST} on {', '.join(DATASETS)} (each policy's default budget)")
 
-        worker = Worker(services, image=image)
+        worker = Worker(services, image=image, pool_size=0)  # two jobs, one after the other: no pool
         analyst = Actor(ANALYST, "analyst")
         source = SCRIPT.read_text(encoding="utf-8")
         for label, kwargs in (("MOCK data", {"mock_datasets": list(DATASETS)}),
