@@ -21,6 +21,7 @@ from sandbox.errors import AlreadyExists
 from sandbox.grants import Grants
 from sandbox.jobs.service import Jobs
 from sandbox.pricing import Pricing
+from sandbox.runtime_policy import load_runtime_policy
 from sandbox.home import Home, default_home
 from sandbox.users import Users
 from sandbox.vault import Vault
@@ -35,13 +36,14 @@ class Services:
         self.vault = Vault(home.vault, home.master_key)
         self.catalog = Catalog(self.db, self.vault, self.audit)
         self.grants = Grants(self.db, self.audit, self.catalog)
-        self.jobs = Jobs(self.db, self.audit, self.catalog)
         self.users = Users(self.db, self.audit)
         # a calendar.yaml in the home overrides the shipped policies/calendar.yaml
         calendar = home.root / "calendar.yaml"
         self.applications = Applications(self.db, self.audit, self.catalog, self.grants,
                                          calendar if calendar.exists() else None)
         self.pricing = Pricing(self.db, self.audit, self.catalog)
+        self.runtime = load_runtime_policy(home.root)
+        self.jobs = Jobs(self.db, self.audit, self.catalog, self.pricing, self.runtime)
         self.disclosure = Disclosure(self.db, self.catalog, self.pricing)
 
     @cached_property

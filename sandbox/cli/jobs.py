@@ -133,14 +133,14 @@ def job_cancel(state: State, job_id: str) -> None:
 @click.command()
 @click.option("--once", is_flag=True, help="Run the queued jobs, then stop.")
 @click.option("--pool", "pool_size", type=click.IntRange(0, 64), default=None,
-              help="Pre-started single-use containers [default: $SANDBOX_POOL_SIZE, else 2; 0 with --once].")
+              help="Pre-started single-use containers [default: $SANDBOX_POOL_SIZE, else the runtime policy's; 0 with --once].")
 @click.pass_obj
 def worker(state: State, once: bool, pool_size: int | None) -> None:
     """Run queued jobs in sealed containers (recovering jobs a dead worker left behind)."""
-    from sandbox.jobs.worker import SERVE_POOL_SIZE, pool_size_from_env
+    from sandbox.jobs.worker import pool_size_from_env
 
     if pool_size is None:
-        pool_size = pool_size_from_env(0 if once else SERVE_POOL_SIZE)
+        pool_size = pool_size_from_env(0 if once else state.services.runtime.pool_size)
     runner = _worker(state, pool_size)
     closed = runner.recover()
     if closed:

@@ -21,9 +21,10 @@ from sandbox.catalog import Catalog
 from sandbox.db import Database
 from sandbox.errors import InvalidInput, NotFound
 from sandbox.jobs.models import Job
+from sandbox.pricing import Pricing
+from sandbox.runtime_policy import RuntimePolicy
 from sandbox.sdk.guard import check_script
 
-MAX_SCRIPT_BYTES = 256 * 1024
 STALE_AFTER = timedelta(seconds=30)
 
 
@@ -37,10 +38,13 @@ def _aware(moment: datetime) -> datetime:
 
 
 class Jobs:
-    def __init__(self, db: Database, audit: AuditLog, catalog: Catalog) -> None:
+    def __init__(self, db: Database, audit: AuditLog, catalog: Catalog, pricing: Pricing,
+                 runtime: RuntimePolicy) -> None:
         self.db = db
         self.audit = audit
         self.catalog = catalog
+        self.pricing = pricing
+        self.runtime = runtime
 
     def submit(
         self,
@@ -53,9 +57,10 @@ class Jobs:
     ) -> dict:
         """Check the script under the policy and queue it; a refused script is kept, marked refused."""
         mock = grant_id is None
-        if len(source.encode("utf-8")) > MAX_SCRIPT_BYTES:
+        limit = self.runtime.max_script_bytes
+        if len(source.encode("utf-8")) > limit:
             raise InvalidInput(
-                f"the script is larger than {MAX_SCRIPT_BYTES // 1024} KiB",
+                f"the script is larger than {limit // 1024} KiB",
                 "split the analysis into smaller scripts",
             )
         with self.db.transaction() as session:
@@ -67,7 +72,7 @@ class Jobs:
             else:
                 grant = grants.active(session, grant_id)  # type: ignore[arg-type]
                 datasets, owner = grant.datasets, grant.analyst
-            violations = [v.to_dict() for v in check_script(source)]
+            violations = [v.to_dict() for v in check_script(source, self.runtime.allowed_imports)]
             job = Job(
                 id="j-" + secrets.token_hex(5),
                 owner=owner,
@@ -175,6 +180,9 @@ class Jobs:
             job.stdout, job.stderr = stdout, stderr
             job.outputs, job.resources, job.queries = outputs or [], resources or {}, queries or []
             job.finished_at = _now()
+            if job.grant_id and not job.mock:
+                self.pricing.charge_compute(session, job.grant_id,
+                                            float(job.resources.get("duration_s", 0.0)), job_id=job.id)
             self._audit(
                 session, Actor(job.worker or "worker", "system"), job, "job.finished",
                 outcome=state,

@@ -8,7 +8,8 @@ Configuration (arguments win over the environment):
 
 * ``pool_size`` / ``SANDBOX_POOL_SIZE``: pre-started single-use containers (Docker runner only).
   The library default is 0 (a one-off ``sandbox run`` must not start containers it never uses);
-  the long-running ``sandbox worker`` and ``sandbox serve`` default to ``SERVE_POOL_SIZE``.
+  the long-running ``sandbox worker`` and ``sandbox serve`` default to the runtime policy's
+  ``pool_size`` (``policies/runtime.yaml``), which also sets the job limits and allowed imports.
 * ``stale_after`` / ``SANDBOX_STALE_AFTER_S``: how old a running job's heartbeat must be before
   any worker, anywhere, closes it (default 30 s).
 * ``SANDBOX_WORKER_IDLE_S``: how often an idle worker looks for queued jobs (default 0.05 s).
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 COMMAND = ["python3", "-I", "-m", "sandbox.sdk.harness", "/job/script.py"]
 POLL_S = 0.25  # how often a running job is heartbeated and checked for cancel/revocation
-SERVE_POOL_SIZE = 2  # pre-started containers of `sandbox worker` / `sandbox serve`
 # Imported by a pooled container while it waits, so a job does not pay for them (pandas alone
 # takes 0.3-1 s); the harness then runs in that process. Never the harness module itself.
 PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "RestrictedPython", "sandbox.sdk", "sandbox.sdk.guard",
@@ -155,7 +155,7 @@ class Worker:
                  command: Sequence[str] = COMMAND) -> None:
         self.services = services
         self.image = image or os.environ.get("SANDBOX_IMAGE", "sandbox-analysis:latest")
-        self.limits = limits or Limits()
+        self.limits = limits or services.runtime.limits
         self.pool_size = pool_size_from_env() if pool_size is None else pool_size
         self.runner = runner or default_runner()
         root = getattr(self.runner, "root", None)
@@ -234,7 +234,8 @@ class Worker:
             job_id=job.id, image=self.image, command=self.command,
             files={"script.py": job.script.encode("utf-8")},
             output_dir=self.services.home.jobs / job.id / "out", limits=self.limits,
-            env={"SANDBOX_MOCK": "1"} if job.mock else {},
+            env={"SANDBOX_ALLOWED_IMPORTS": ",".join(self.services.runtime.allowed_imports),
+                 **({"SANDBOX_MOCK": "1"} if job.mock else {})},
         )
         handler = JobHandler(self.services, job)
         server = None

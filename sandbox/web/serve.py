@@ -25,9 +25,9 @@ def serve(config: dict, say: Callable[[str], None] = print, threads: int = 8) ->
     stop = threading.Event()
     worker_thread = None
     if settings["WORKER"]:
-        from sandbox.jobs.worker import SERVE_POOL_SIZE, Worker, pool_size_from_env
+        from sandbox.jobs.worker import Worker, pool_size_from_env
 
-        worker = Worker(services, pool_size=pool_size_from_env(SERVE_POOL_SIZE))
+        worker = Worker(services, pool_size=pool_size_from_env(services.runtime.pool_size))
 
         def run_worker() -> None:
             try:

@@ -14,7 +14,6 @@ from flask_babel import gettext as _
 
 from sandbox.errors import InvalidInput, SandboxError
 from sandbox.jobs.models import Job
-from sandbox.jobs.service import MAX_SCRIPT_BYTES
 from sandbox.web.pages import bp, fmt_number, hidden, roles, services, who
 from sandbox.web.pages import charts
 
@@ -61,7 +60,7 @@ def new_job():  # type: ignore[no-untyped-def]
 def _form(script: str, name: str, grant_id: str, error: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
     return render_template("pages/job_new.html", script=script, name=name, grant_id=grant_id,
                            grants=_active_grants(), datasets=services().catalog.names(),
-                           error=error, max_kib=MAX_SCRIPT_BYTES // 1024), status
+                           error=error, max_kib=services().runtime.max_script_bytes // 1024), status
 
 
 @bp.post("/jobs/new")
@@ -72,7 +71,7 @@ def submit_job():  # type: ignore[no-untyped-def]
     name = (request.form.get("name") or "script.py").strip() or "script.py"
     upload = request.files.get("file")
     if upload is not None and upload.filename:
-        raw = upload.read(MAX_SCRIPT_BYTES + 1)
+        raw = upload.read(svc.runtime.max_script_bytes + 1)
         try:
             script = raw.decode("utf-8")
         except UnicodeDecodeError:
