@@ -40,13 +40,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox.actors import SYSTEM, Actor
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
-from sandbox.db import Base, Database
+from sandbox.db import Base, Database, UTCDateTime
 from sandbox.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefused
 from sandbox.grants import USER_TYPES, Grants
 from sandbox.policy import Openness
@@ -65,12 +65,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 class Application(Base):
     __tablename__ = "applications"
 
@@ -85,11 +79,11 @@ class Application(Base):
     user_type: Mapped[str] = mapped_column(String(20))
     state: Mapped[str] = mapped_column(String(20), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
-    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_on: Mapped[date] = mapped_column(Date)  # in the calendar's time zone
     deadline: Mapped[date | None] = mapped_column(Date, nullable=True)  # the last one while paused
     paused_days_left: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decided_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # refusal reason or approval note
@@ -104,7 +98,7 @@ class ApplicationMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[str] = mapped_column(String(40), ForeignKey("applications.id"), index=True)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
     author: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(20))  # submitted, question, reply, approved, refused, withdrawn
@@ -381,7 +375,7 @@ class Applications:
             "datasets": list(app.datasets), "purpose": app.purpose, "scenario": app.scenario,
             "epsilon": app.epsilon, "days": app.days, "user_type": app.user_type,
             "state": app.state, "auto_approved": bool(app.auto),
-            "submitted_at": _aware(app.submitted_at).isoformat(),  # type: ignore[union-attr]
+            "submitted_at": app.submitted_at.isoformat(),  # type: ignore[union-attr]
             "submitted_on": app.submitted_on.isoformat(),
             "response_working_days": self.calendar.response_working_days,
             "deadline": deadline,
@@ -389,7 +383,7 @@ class Applications:
                       else "running" if open_ else "stopped: answered"),
             "working_days_left": left,
             "overdue": overdue,
-            "decided_at": _aware(app.decided_at).isoformat() if app.decided_at else None,
+            "decided_at": app.decided_at.isoformat() if app.decided_at else None,
             "decided_by": app.decided_by,
             "answered_late": bool(app.late) if not open_ else None,
             "reason": app.reason,
@@ -401,6 +395,6 @@ class Applications:
         if history:
             rows = session.scalars(select(ApplicationMessage).where(ApplicationMessage.application_id == app.id)
                                    .order_by(ApplicationMessage.id))
-            view["history"] = [{"time": _aware(m.time).isoformat(), "author": m.author, "role": m.role,  # type: ignore[union-attr]
+            view["history"] = [{"time": m.time.isoformat(), "author": m.author, "role": m.role,  # type: ignore[union-attr]
                                 "kind": m.kind, "text": m.text} for m in rows]
         return view

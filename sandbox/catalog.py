@@ -24,11 +24,11 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 import polars as pl
-from sqlalchemy import JSON, DateTime, Integer, String, Text, select
+from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sandbox.db import Base, Database
+from sandbox.db import Base, Database, UTCDateTime
 from sandbox.errors import AlreadyExists, InvalidInput, NotFound, PolicyRefused
 from sandbox.policy import ColumnType, Policy, Tag, parse_policy_text, read_policy_file
 from sandbox.vault import Vault, check_dataset_name
@@ -67,8 +67,8 @@ class DatasetRow(Base):
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)  # Policy.to_dict()
     policy_source: Mapped[str] = mapped_column(Text)  # the policy file it was loaded from
     policy_sha256: Mapped[str] = mapped_column(String(64))  # of that file's bytes
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # User name of the provider who registered it (None: registered by an operator).
     owner: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
 
@@ -84,9 +84,7 @@ class Added:
 
 
 def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import importlib
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 #: Modules that declare tables; each appends itself here when it is written.
@@ -28,6 +30,27 @@ TABLE_MODULES = [
 
 class Base(DeclarativeBase):
     pass
+
+
+class UTCDateTime(TypeDecorator):
+    """A moment in UTC, handed back timezone-aware by every database.
+
+    SQLite stores datetimes without their zone and returns them naive; converting here, once,
+    spares every model and caller from guessing.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("store aware datetimes only (datetime.now(timezone.utc))")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def make_engine(url: str, immediate: bool = True) -> Engine:

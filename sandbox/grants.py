@@ -12,14 +12,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import JSON, DateTime, String, Text, select
+from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox import ledger
 from sandbox.actors import Actor
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
-from sandbox.db import Base, Database
+from sandbox.db import Base, Database, UTCDateTime
 from sandbox.errors import GrantInactive, InvalidInput, NotFound, PolicyRefused
 from sandbox.policy import Openness, Policy, Tag
 
@@ -34,9 +34,9 @@ class Grant(Base):
     purpose: Mapped[str] = mapped_column(Text)
     user_type: Mapped[str] = mapped_column(String(20))
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Scope: dataset -> list of columns (None: every non-identifier column); operations (None: policy's).
@@ -51,7 +51,7 @@ class Grant(Base):
         now = now or datetime.now(timezone.utc)
         if self.revoked_at is not None:
             return "revoked"
-        if _aware(self.expires_at) <= now:
+        if self.expires_at <= now:
             return "expired"
         return "active"
 
@@ -65,17 +65,12 @@ class Grant(Base):
             "columns": self.columns,
             "operations": self.operations,
             "created_by": self.created_by,
-            "created_at": _aware(self.created_at).isoformat(),
-            "expires_at": _aware(self.expires_at).isoformat(),
-            "revoked_at": _aware(self.revoked_at).isoformat() if self.revoked_at else None,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "revoke_reason": self.revoke_reason,
             "status": self.status(),
         }
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every time we store is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -157,13 +152,13 @@ def active(session: Session, grant_id: str, dataset: str | None = None) -> Grant
     status = grant.status()
     if status == "revoked":
         raise GrantInactive(
-            f"grant {grant_id} was revoked on {_aware(grant.revoked_at).date()}"  # type: ignore[arg-type]
+            f"grant {grant_id} was revoked on {grant.revoked_at.date()}"
             + (f": {grant.revoke_reason}" if grant.revoke_reason else ""),
             "apply for a new grant",
         )
     if status == "expired":
         raise GrantInactive(
-            f"grant {grant_id} expired on {_aware(grant.expires_at).date()}",
+            f"grant {grant_id} expired on {grant.expires_at.date()}",
             "ask the operator to extend it or apply for a new grant",
         )
     if dataset is not None and dataset not in grant.columns:
@@ -178,7 +173,7 @@ def revoke(session: Session, grant_id: str, by: str, reason: str) -> Grant:
     grant = get(session, grant_id, for_update=True)
     if grant.revoked_at is not None:
         raise GrantInactive(
-            f"grant {grant_id} was already revoked on {_aware(grant.revoked_at).date()}",
+            f"grant {grant_id} was already revoked on {grant.revoked_at.date()}",
             "nothing to do; `sandbox grant show` says why and by whom",
         )
     if not reason.strip():
@@ -196,7 +191,7 @@ def extend(session: Session, grant_id: str, days: int) -> Grant:
     grant = get(session, grant_id, for_update=True)
     if grant.status() == "revoked":
         active(session, grant_id)  # raises the revocation's own message
-    grant.expires_at = max(_aware(grant.expires_at), datetime.now(timezone.utc)) + timedelta(days=days)
+    grant.expires_at = max(grant.expires_at, datetime.now(timezone.utc)) + timedelta(days=days)
     return grant
 
 
@@ -275,7 +270,7 @@ class Grants:
             self.audit.record(
                 session, actor=actor.name, role=actor.role, action="grant.extended",
                 objects={"grant": grant_id}, grant_id=grant_id, purpose=grant.purpose,
-                details={"days": days, "expires_at": _aware(grant.expires_at).isoformat()},
+                details={"days": days, "expires_at": grant.expires_at.isoformat()},
             )
             return grant.to_dict()
 

@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sandbox.db import Base
+from sandbox.db import Base, UTCDateTime
 from sandbox.errors import BudgetExceeded, NotFound
 
 EPSILON_UNIT = 10**9
@@ -48,7 +48,7 @@ class Charge(Base):
     query_digest: Mapped[str] = mapped_column(String(64))
     epsilon: Mapped[int] = mapped_column(BigInteger)
     delta: Mapped[int] = mapped_column(BigInteger)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 

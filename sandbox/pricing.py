@@ -33,13 +33,13 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox.actors import SYSTEM, Actor
 from sandbox.audit import AuditLog
 from sandbox.catalog import Catalog
-from sandbox.db import Base, Database
+from sandbox.db import Base, Database, UTCDateTime
 from sandbox.errors import InvalidInput, PolicyInvalid
 from sandbox.grants import Grant
 from sandbox.grants import get as get_grant
@@ -53,7 +53,7 @@ class Fee(Base):
     __tablename__ = "fees"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
     grant_id: Mapped[str] = mapped_column(String(40), ForeignKey("grants.id"), index=True)
     analyst: Mapped[str] = mapped_column(String(100))
     user_type: Mapped[str] = mapped_column(String(20))
@@ -68,9 +68,8 @@ class Fee(Base):
     capped: Mapped[bool] = mapped_column(Boolean, default=False)
 
     def to_dict(self) -> dict[str, Any]:
-        t = self.time if self.time.tzinfo else self.time.replace(tzinfo=timezone.utc)
         return {
-            "id": self.id, "time": t.isoformat(), "grant_id": self.grant_id, "analyst": self.analyst,
+            "id": self.id, "time": self.time.isoformat(), "grant_id": self.grant_id, "analyst": self.analyst,
             "user_type": self.user_type, "dataset": self.dataset, "job_id": self.job_id,
             "query": self.query_digest, "kind": self.kind, "quantity": self.quantity,
             "amount": money(self.amount), "amount_minor": self.amount, "currency": self.currency,

@@ -21,12 +21,12 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, select
+from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox.actors import Actor
 from sandbox.audit import AuditLog
-from sandbox.db import Base, Database
+from sandbox.db import Base, Database, UTCDateTime
 from sandbox.errors import AlreadyExists, AuthFailed, Forbidden, InvalidInput, NotFound
 
 ROLES = ("operator", "provider", "analyst", "reviewer")
@@ -44,15 +44,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; every time stored here is UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    m = _aware(moment)
+    m = moment
     return m.isoformat() if m else None
 
 
@@ -67,7 +60,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     organisation: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     def to_dict(self) -> dict:
         return {
@@ -87,15 +80,15 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(Text, default="")
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
             return "revoked"
-        if _aware(self.expires_at) <= now:  # type: ignore[operator]
+        if self.expires_at <= now:  # type: ignore[operator]
             return "expired"
         return "active"
 
@@ -248,7 +241,7 @@ class Users:
                 status = row.status(now)
                 owner = session.get(User, row.user)
                 actor = owner.actor() if owner is not None else None
-                revoked_at, expires_at, user = _aware(row.revoked_at), _aware(row.expires_at), row.user
+                revoked_at, expires_at, user = row.revoked_at, row.expires_at, row.user
         if found is not None:
             self._fail(found[0], token_id, found[1], source,
                        "the API token is not recognised",

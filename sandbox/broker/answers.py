@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sandbox.db import Base
+from sandbox.db import Base, UTCDateTime
 
 
 class StoredAnswer(Base):
@@ -26,8 +26,8 @@ class StoredAnswer(Base):
     answer: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     asked_by: Mapped[str] = mapped_column(String(100))
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     def summary(self) -> dict:
         return {

@@ -136,7 +136,7 @@ class Broker:
                     session, actor=actor.name, role=actor.role, action="query.abandoned", outcome="error",
                     objects={"dataset": query.dataset, "query": digest, "job": stored.job_id},
                     dataset_version=stored.dataset_version, grant_id=grant_id,
-                    details={"asked_by": stored.asked_by, "asked_at": _utc(stored.asked_at).isoformat()},
+                    details={"asked_by": stored.asked_by, "asked_at": stored.asked_at.isoformat()},
                 )
                 session.delete(stored)
                 session.flush()
@@ -278,12 +278,8 @@ def _auditable(doc: Any) -> Any:
     return plain
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
-
-
 def _age_s(moment: datetime) -> float:
-    return (datetime.now(timezone.utc) - _utc(moment)).total_seconds()
+    return (datetime.now(timezone.utc) - moment).total_seconds()
 
 
 def _left(view: ledger.BudgetView) -> dict[str, float]:

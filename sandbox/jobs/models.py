@@ -1,12 +1,12 @@
 """The job record: everything a reviewer needs to know about one execution."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sandbox.db import Base
+from sandbox.db import Base, UTCDateTime
 
 #: A job's life: queued -> running -> succeeded | failed | cancelled; refused never runs.
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "refused")
@@ -16,7 +16,7 @@ FINAL = frozenset({"succeeded", "failed", "cancelled", "refused"})
 def _utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+    return moment.isoformat()
 
 
 class Job(Base):
@@ -31,10 +31,10 @@ class Job(Base):
     script_name: Mapped[str] = mapped_column(String(200))
     script: Mapped[str] = mapped_column(Text)
     script_sha256: Mapped[str] = mapped_column(String(64))
-    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     runner: Mapped[str | None] = mapped_column(String(20), nullable=True)

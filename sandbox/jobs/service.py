@@ -32,11 +32,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every time we store is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 class Jobs:
     def __init__(self, db: Database, audit: AuditLog, catalog: Catalog, pricing: Pricing,
                  runtime: RuntimePolicy) -> None:
@@ -210,7 +205,7 @@ class Jobs:
             running = list(session.scalars(select(Job).where(Job.state == "running")))
             stale = [
                 (j.id, j.worker) for j in running
-                if j.heartbeat_at is None or _aware(j.heartbeat_at) < cutoff
+                if j.heartbeat_at is None or j.heartbeat_at < cutoff
                 or (worker_dead is not None and j.worker is not None and worker_dead(j.worker))
             ]
         closed = []

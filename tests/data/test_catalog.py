@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import CANARY, FARM, HEALTH, PROVIDER
+from .conftest import CANARY, FARM, HEALTH, PROVIDER
 from sqlalchemy import select
 
 from sandbox.audit.models import AuditEntry

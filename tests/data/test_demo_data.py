@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import polars as pl
-from conftest import CANARY, FARM, HEALTH
+from .conftest import CANARY, FARM, HEALTH
 
 from sandbox.catalog import conform
 from sandbox.demo_data import demo_frames, farm_credit, write_demo_csvs

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FARM, HEALTH
+from .conftest import FARM, HEALTH
 
 from sandbox.errors import NotFound, PolicyInvalid
 from sandbox.policy import (

@@ -1,16 +1,14 @@
 """Fixtures of the SDK tests: a real broker socket answering with canned DP-shaped answers."""
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from sandbox import broker_socket
 
-from sandbox import broker_socket  # noqa: E402
-from sdk_helpers import CannedBroker  # noqa: E402
+from .sdk_helpers import CannedBroker
 
 
 @pytest.fixture

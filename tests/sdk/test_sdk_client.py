@@ -14,7 +14,7 @@ from sandbox import sdk
 from sandbox.sdk import errors as sdk_errors
 from sandbox.sdk.frames import MOCK_LABEL
 
-from sdk_helpers import PYTHON, ROOT, harness_env
+from .sdk_helpers import PYTHON, ROOT, harness_env
 
 # The example of the broker's query format, verbatim.
 EXAMPLE = {

@@ -17,7 +17,7 @@ from sandbox.sdk import guard
 from sandbox.sdk import _runtime
 from sandbox.sdk.errors import EXIT_CODES, BrokerUnavailable, OutputRefused, SandboxError, ScriptRefused
 
-from sdk_helpers import PYTHON, CannedBroker, harness_env
+from .sdk_helpers import PYTHON, CannedBroker, harness_env
 
 REFUSED = EXIT_CODES[ScriptRefused]
 SECRET = "/etc/passwd"
