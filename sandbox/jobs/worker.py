@@ -124,6 +124,8 @@ class JobHandler:
                 self.queries.append({
                     "dataset": params["dataset"], "query": params,
                     "epsilon": answer.get("epsilon_charged", 0.0), "cached": answer.get("cached", False),
+                    # real answers are kept by the broker (stored answers); mock ones only here
+                    **({"answer": answer} if self.job.mock else {}),
                 })
             return answer
         if method == "preview":
