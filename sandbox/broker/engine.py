@@ -25,6 +25,7 @@ Only ``dp.enable_features("contrib")`` is ever enabled.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import OrderedDict
@@ -386,7 +387,6 @@ def _polars_expr(dpp, policy: Policy, s: Stat, scale: float) -> pl.Expr:
     if s.kind == "sum":
         klo, khi = _fx_bounds(policy.column(s.column))  # type: ignore[arg-type]
         return pl.col(_FX + s.column).dp.sum((klo, khi), scale=scale).alias(s.key)  # type: ignore[operator]
-    col = policy.column(s.column)  # type: ignore[arg-type]
     return pl.col(s.column).cast(pl.Float64).dp.quantile(s.q, s.candidates, scale=scale).alias(s.key)
 
 
@@ -611,8 +611,6 @@ def _assemble(policy: Policy, plan: Plan, noisy: dict[str, list], mock: bool) ->
 def _quantile_ci(candidates: list | None, v: Any) -> tuple:
     if v is None or not candidates:
         return (None, None)
-    import bisect
-
     i = bisect.bisect_left(candidates, v)
     return (candidates[max(i - 1, 0)], candidates[min(i + 1, len(candidates) - 1)])
 

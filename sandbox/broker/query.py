@@ -393,6 +393,6 @@ def _parse_aggregates(value: Any, chk: _Checker, group_by: tuple[str, ...]) -> t
                 raise _invalid(f"{path}.q", "must be a number strictly between 0 and 1")
             q = float(q)
         elif "q" in item:
-            raise _invalid(f"{path}.q", f"only 'quantile' takes 'q'")
+            raise _invalid(f"{path}.q", "only 'quantile' takes 'q'")
         out.append(Aggregate(name=name, op=op, column=column, q=q))
     return tuple(out)
