@@ -36,6 +36,7 @@ from sandbox.errors import (
     AlreadyExists, AuthFailed, BudgetExceeded, Conflict, Forbidden, InvalidInput, NotFound, NotInitialised,
     PolicyRefused, SandboxError,
 )
+from sandbox.web.auth import record_refusal
 
 log = logging.getLogger("sandbox.web")
 
@@ -144,8 +145,6 @@ def _validation_message(detail: Any) -> str:
 
 
 def register(app: Flask) -> None:
-    from sandbox.web.auth import record_refusal
-
     @app.errorhandler(SandboxError)
     def sandbox_error(err: SandboxError):  # type: ignore[no-untyped-def]
         status = status_of(err)

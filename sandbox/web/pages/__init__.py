@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
-from flask_babel import Babel, format_date, format_datetime, format_decimal, gettext as _, lazy_gettext
+from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext as _, lazy_gettext
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -28,6 +28,7 @@ from wtforms.validators import ValidationError
 
 from sandbox.actors import Actor
 from sandbox.errors import AuthFailed, Forbidden, NotFound, SandboxError
+from sandbox.web.errors import status_of
 
 log = logging.getLogger("sandbox.web.pages")
 
@@ -249,15 +250,9 @@ def label(kind: str, value: Any) -> str:
 # -- errors as pages ----------------------------------------------------------------------------
 
 
-def _status(err: SandboxError) -> int:
-    from sandbox.web.errors import status_of
-
-    return status_of(err)
-
-
 @bp.errorhandler(SandboxError)
 def _sandbox_error(err: SandboxError):  # type: ignore[no-untyped-def]
-    status = _status(err)
+    status = status_of(err)
     if isinstance(err, AuthFailed):
         session.clear()
         return redirect(url_for("pages.signin"))
@@ -353,7 +348,5 @@ def init_pages(app: Flask) -> None:
 
     @app.context_processor
     def _locale_context() -> dict:
-        from flask_babel import get_locale
-
         loc = get_locale()
         return {"locale": str(loc) if loc else "en", "Markup": Markup}

@@ -5,6 +5,7 @@ from flask import make_response, redirect, render_template, request, session, ur
 from flask_babel import gettext as _
 
 from sandbox.errors import AuthFailed
+from sandbox.users import parse_token
 from sandbox.web.pages import LANG_COOKIE, LOCALES, bp, safe_next, services, who
 
 
@@ -40,8 +41,6 @@ def signin():  # type: ignore[no-untyped-def]
         if actor is None or actor.role not in ("operator", "provider", "analyst", "reviewer"):
             error = _("The user name and token do not match an active token. Check both, or ask an operator for a new token.")
         else:
-            from sandbox.users import parse_token
-
             token_id = parse_token(token)[0]  # type: ignore[index]
             session.clear()
             session["user"], session["token_id"] = actor.name, token_id

@@ -12,10 +12,13 @@ from pathlib import Path
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 
+from sandbox.broker.answers import StoredAnswer
+from sandbox.broker.query import parse_query
 from sandbox.errors import InvalidInput, SandboxError
 from sandbox.jobs.models import Job
-from sandbox.web.pages import bp, fmt_number, hidden, roles, services, who
-from sandbox.web.pages import charts
+from sandbox.web.pages import bp, charts, fmt_number, hidden, roles, services, who
+from sandbox.web.pages.catalog import example_script
+from sandbox.web.pages.grants import visible_grant
 
 READERS = ("analyst", "reviewer", "operator")
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.py$")
@@ -51,8 +54,6 @@ def new_job():  # type: ignore[no-untyped-def]
         job = visible_job(source)
         script, name, grant_id = job.script, job.script_name, grant_id or (job.grant_id or "")
     elif request.args.get("dataset"):
-        from sandbox.web.pages.catalog import example_script
-
         script = example_script(services().catalog.describe(request.args["dataset"]))
     return _form(script, name, grant_id)
 
@@ -87,15 +88,11 @@ def submit_job():  # type: ignore[no-untyped-def]
         if mock:
             chosen = [d for d in request.form.getlist("datasets") if d]
             if not chosen and grant_id:
-                from sandbox.web.pages.grants import visible_grant
-
                 chosen = visible_grant(grant_id)["datasets"]
             job = svc.jobs.submit(who(), name, script, mock_datasets=chosen or None)
         else:
             if not grant_id:
                 raise InvalidInput(_("Choose one of your grants to run on the real data."), "")
-            from sandbox.web.pages.grants import visible_grant
-
             visible_grant(grant_id)
             job = svc.jobs.submit(who(), name, script, grant_id=grant_id)
     except SandboxError as err:
@@ -116,8 +113,6 @@ def run_for_real(job_id: str):  # type: ignore[no-untyped-def]
     if not grant_id:
         flash(_("Choose one of your grants to run on the real data."), "error")
         return redirect(url_for("pages.job", job_id=job_id))
-    from sandbox.web.pages.grants import visible_grant
-
     visible_grant(grant_id)
     try:
         new = services().jobs.submit(who(), job.script_name, job.script, grant_id=grant_id)
@@ -148,9 +143,6 @@ def job_status(job_id: str):  # type: ignore[no-untyped-def]
 
 def _answers(job: Job) -> list[dict]:
     """Each query of the job with its answer: stored answers for a real job (what was released)."""
-    from sandbox.broker.answers import StoredAnswer
-    from sandbox.broker.query import parse_query
-
     svc = services()
     out = []
     for i, q in enumerate(job.queries or []):
