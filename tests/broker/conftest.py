@@ -12,6 +12,21 @@ CROPS = ("rice", "wheat", "maize")
 CANARY = "CANARY-Zq81x"  # a data value that must never appear in an error or an answer
 CANARY_NUMBERS = (987654.321, 424242)
 
+# A query using every part of the language (filters, group-by, each aggregate); tests copy it
+# before changing it.
+EXAMPLE_QUERY = {
+    "kind": "aggregate", "dataset": "farmers",
+    "filter": [{"column": "age", "op": ">=", "value": 30},
+               {"column": "crop", "op": "in", "values": ["rice", "wheat"]}],
+    "group_by": ["county"],
+    "aggregates": [{"name": "n", "op": "count"},
+                   {"name": "income", "op": "mean", "column": "income_yuan"},
+                   {"name": "total", "op": "sum", "column": "subsidy_yuan"},
+                   {"name": "median_income", "op": "quantile", "column": "income_yuan", "q": 0.5},
+                   {"name": "income_hist", "op": "histogram", "column": "income_yuan"}],
+    "epsilon": 0.5,
+}
+
 
 def make_policy(**over) -> Policy:
     cols = (

@@ -3,27 +3,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import polars as pl
 import pytest
 
 from sandbox.broker.engine import Engine, bin_labels, compile_query
 from sandbox.broker.query import parse_query
 
-from .conftest import CANARY, CANARY_NUMBERS, COUNTIES, make_frame, make_policy
+from .conftest import CANARY, CANARY_NUMBERS, COUNTIES, EXAMPLE_QUERY, make_frame, make_policy
 
-EXAMPLE = {
-    "kind": "aggregate", "dataset": "farmers",
-    "filter": [{"column": "age", "op": ">=", "value": 30},
-               {"column": "crop", "op": "in", "values": ["rice", "wheat"]}],
-    "group_by": ["county"],
-    "aggregates": [{"name": "n", "op": "count"},
-                   {"name": "income", "op": "mean", "column": "income_yuan"},
-                   {"name": "total", "op": "sum", "column": "subsidy_yuan"},
-                   {"name": "median_income", "op": "quantile", "column": "income_yuan", "q": 0.5},
-                   {"name": "income_hist", "op": "histogram", "column": "income_yuan"}],
-    "epsilon": 50,
-}
+EXAMPLE = {**EXAMPLE_QUERY, "epsilon": 50}  # enough budget for tight answers
 
 
 def truth(df: pl.DataFrame) -> pl.DataFrame:

@@ -9,20 +9,9 @@ import pytest
 from sandbox.broker.query import MAX_AGGREGATES, Query, Scope, cost, parse_query
 from sandbox.errors import PolicyRefused, QueryInvalid
 
-from .conftest import CANARY, make_policy
+from .conftest import CANARY, EXAMPLE_QUERY, make_policy
 
-BASE = {
-    "kind": "aggregate", "dataset": "farmers",
-    "filter": [{"column": "age", "op": ">=", "value": 30},
-               {"column": "crop", "op": "in", "values": ["rice", "wheat"]}],
-    "group_by": ["county"],
-    "aggregates": [{"name": "n", "op": "count"},
-                   {"name": "income", "op": "mean", "column": "income_yuan"},
-                   {"name": "total", "op": "sum", "column": "subsidy_yuan"},
-                   {"name": "median_income", "op": "quantile", "column": "income_yuan", "q": 0.5},
-                   {"name": "income_hist", "op": "histogram", "column": "income_yuan"}],
-    "epsilon": 0.5,
-}
+BASE = EXAMPLE_QUERY
 
 
 def with_(**changes):
