@@ -157,7 +157,7 @@ def test_infinite_loop_times_out_and_container_is_removed(runner, run_job) -> No
     result = run_job("while True:\n    pass\n", limits=Limits(timeout_s=2))
     assert result.state == "timed_out" and result.exit_code != 0, result
     assert 2 <= result.duration_s < 15
-    assert runner.labelled("sandbox.runner") == []
+    assert runner.labelled(f"sandbox.root={runner.root}") == []
 
 
 def test_huge_stdout_is_capped(run_job) -> None:

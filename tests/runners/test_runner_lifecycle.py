@@ -57,7 +57,7 @@ def test_pooled_containers_serve_one_job_each(image: str, tmp_path: Path) -> Non
             seen.append(container_id)
     finally:
         runner.close()
-    assert runner.labelled("sandbox.runner") == []
+    assert runner.labelled(f"sandbox.root={runner.root}") == []
 
 
 def test_pool_is_skipped_for_other_limits(image: str, tmp_path: Path) -> None:
@@ -117,6 +117,6 @@ def test_sweep_removes_what_a_crashed_worker_left(image: str, tmp_path: Path) ->
         assert len(survivor.labelled(f"sandbox.job={alive.job_id}")) == 1
         assert sorted(p.name for p in (root / "jobs").iterdir()) == [alive.job_id]
         survivor.cleanup(alive)  # not known to this runner: found by its label
-        assert survivor.labelled("sandbox.runner") == [] and list((root / "jobs").iterdir()) == []
+        assert survivor.labelled(f"sandbox.root={survivor.root}") == [] and list((root / "jobs").iterdir()) == []
     finally:
         survivor.sweep()
