@@ -41,12 +41,6 @@ SECTIONS = ("authorisations", "products", "usage", "applications")
 NOT_STATED = "(organisation not stated)"
 
 
-def _date(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).date().isoformat()
-
-
 class Disclosure:
     def __init__(self, db: Database, catalog: Catalog, pricing: Pricing) -> None:
         self.db = db
@@ -71,8 +65,8 @@ class Disclosure:
                     "purpose": g.purpose,
                     "scenario": app.scenario if app else None,
                     "user_type": g.user_type,
-                    "from": _date(g.created_at),
-                    "until": _date(g.expires_at),
+                    "from": g.created_at.date().isoformat(),
+                    "until": g.expires_at.date().isoformat(),
                     "status": g.status(),
                     "epsilon_granted": budgets.get(g.id, {}),
                     "approval": ("automatic (unconditional-open)" if app and app.auto
