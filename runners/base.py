@@ -9,6 +9,7 @@ any step after a crash: prepare -> (broker listens on Workspace.socket_path) -> 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Protocol, Sequence
@@ -134,3 +135,16 @@ def job_env(spec_env: dict[str, str] | None = None) -> dict[str, str]:
 
 class RunnerError(RuntimeError):
     """A runner cannot do what was asked; the message says what to do."""
+
+
+def wait_budget(deadline: float, timeout: float | None) -> float:
+    """Seconds one ``wait`` may block: up to ``timeout``, never past the job's time limit
+    (``deadline``, monotonic), and at least a moment so a job already past it is still reaped."""
+    remaining = deadline - time.monotonic()
+    return max(remaining if timeout is None else min(timeout, remaining), 0.01)
+
+
+def require_ended(spec: JobSpec, state: str) -> None:
+    """``collect`` only after the job has ended: its output is not final before."""
+    if state not in FINAL_STATES:
+        raise RunnerError(f"job {spec.job_id} has not ended (state {state}): wait for it first")

@@ -28,7 +28,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from . import outputs, workspace
 from .base import (
     FINAL_STATES, JOB_DIR, OUT_DIR, SCRATCH_DIR, JobSpec, Limits, RunnerError, RunResult, State,
-    Workspace, job_env,
+    Workspace, job_env, require_ended, wait_budget,
 )
 from .uids import UidPool
 
@@ -223,10 +223,8 @@ class DockerRunner:
         if job.state in FINAL_STATES or job.state == "prepared":
             return job.state
         assert job.deadline is not None
-        remaining = job.deadline - time.monotonic()
-        budget = remaining if timeout is None else min(timeout, remaining)
         try:
-            job.container.wait(timeout=max(budget, 0.01))
+            job.container.wait(timeout=wait_budget(job.deadline, timeout))
         except requests.exceptions.RequestException:
             if time.monotonic() < job.deadline:
                 return "running"
@@ -239,8 +237,7 @@ class DockerRunner:
         job = self._job(spec)
         if job.result is not None:
             return job.result
-        if job.state not in FINAL_STATES:
-            raise RunnerError(f"job {spec.job_id} has not ended (state {job.state}): wait for it first")
+        require_ended(spec, job.state)
         cap = job.capture
         accepted, refused = outputs.collect(job.ws.out_dir, spec.output_dir, spec.limits)
         job.result = RunResult(

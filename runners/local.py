@@ -27,7 +27,7 @@ from typing import Callable, IO
 from . import outputs, workspace
 from .base import (
     FINAL_STATES, JOB_DIR, OUT_DIR, SCRATCH_DIR, JobSpec, Limits, RunnerError, RunResult, State, Workspace,
-    job_env,
+    job_env, require_ended, wait_budget,
 )
 from .image import copy_sdk
 from .uids import UidPool
@@ -179,12 +179,11 @@ class LocalRunner:
         job = self._job(spec)
         if job.state in FINAL_STATES or job.proc is None:
             return job.state
-        remaining = job.started + spec.limits.timeout_s - time.monotonic()
-        budget = remaining if timeout is None else min(timeout, remaining)
+        deadline = job.started + spec.limits.timeout_s
         try:
-            job.proc.wait(timeout=max(budget, 0.01))
+            job.proc.wait(timeout=wait_budget(deadline, timeout))
         except subprocess.TimeoutExpired:
-            if budget < remaining:
+            if time.monotonic() < deadline:
                 return "running"
             job.timed_out = True
             self._stop(job)
@@ -195,8 +194,7 @@ class LocalRunner:
         job = self._job(spec)
         if job.result is not None:
             return job.result
-        if job.state not in FINAL_STATES:
-            raise RunnerError(f"job {spec.job_id} has not ended (state {job.state}): wait for it first")
+        require_ended(spec, job.state)
         out, err = job.readers if job.readers else (None, None)
         accepted, refused = outputs.collect(job.ws.out_dir, spec.output_dir, spec.limits)
         job.result = RunResult(
