@@ -107,6 +107,13 @@ def hidden(what: str, ident: str, hint: str) -> NotFound:
     return err
 
 
+def require_own(what: str, ident: str, owner: str | None, hint: str, role: str = "analyst") -> None:
+    """A caller of ``role`` sees only its own objects; others' are ``hidden``."""
+    who = actor()
+    if who.role == role and owner != who.name:
+        raise hidden(what, ident, hint)
+
+
 def is_owner_or(roles: tuple[str, ...], owner: str | None) -> bool:
     who = actor()
     return who.role in roles or (owner is not None and who.name == owner)

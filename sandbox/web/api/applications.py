@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint
 
-from sandbox.web.auth import actor, hidden, requires, services
+from sandbox.web.auth import actor, require_own, requires, services
 from sandbox.web.schemas import (
     ApplicationApprove, ApplicationAsk, ApplicationCreate, ApplicationListArgs, ApplicationRefuse,
     ApplicationReply, body, query,
@@ -21,9 +21,7 @@ HINT = "list your applications with `sandbox application list`"
 
 def visible_application(app_id: str) -> dict:
     info = services().applications.get(app_id)
-    who = actor()
-    if who.role == "analyst" and info["analyst"] != who.name:
-        raise hidden("application", app_id, HINT)
+    require_own("application", app_id, info["analyst"], HINT)
     return info
 
 

@@ -9,7 +9,7 @@ from apiflask import APIBlueprint
 from apiflask.schemas import FileSchema
 from flask import Response
 
-from sandbox.web.auth import ANY_USER, actor, hidden, requires, services
+from sandbox.web.auth import ANY_USER, actor, require_own, requires, services
 from sandbox.web.errors import ApiError
 from sandbox.web.schemas import MockArgs, RegisterDataset, query
 
@@ -87,11 +87,9 @@ def register_dataset(form: dict):  # type: ignore[no-untyped-def]
 @requires("provider", "operator")
 def dataset_usage(name: str):  # type: ignore[no-untyped-def]
     """Who may use a dataset and how much they spent: for its provider and operators."""
-    who = actor()
     svc = services()
     row = svc.catalog.get(name)
-    if who.role == "provider" and row.owner != who.name:
-        raise hidden("dataset", name, "see `sandbox dataset list` for the datasets there are")
+    require_own("dataset", name, row.owner, "see `sandbox dataset list` for the datasets there are", role="provider")
     grants = [g for g in svc.grants.list() if name in g["datasets"]]
     usage = []
     for g in grants:

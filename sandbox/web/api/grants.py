@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint
 
-from sandbox.web.auth import actor, hidden, requires, services
+from sandbox.web.auth import actor, require_own, requires, services
 from sandbox.web.schemas import GrantCreate, GrantExtend, GrantListArgs, GrantRevoke, body, query
 
 bp = APIBlueprint("grants", __name__, tag="grants")
@@ -14,9 +14,7 @@ READERS = ("operator", "reviewer", "analyst")
 def visible_grant(grant_id: str) -> dict:
     """The grant with its budgets, if the caller may see it (an analyst: only its own; else 404)."""
     info = services().grants.get(grant_id)
-    who = actor()
-    if who.role == "analyst" and info["analyst"] != who.name:
-        raise hidden("grant", grant_id, "list your grants with `sandbox grant list`")
+    require_own("grant", grant_id, info["analyst"], "list your grants with `sandbox grant list`")
     return info
 
 

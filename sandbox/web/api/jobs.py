@@ -13,7 +13,7 @@ from flask import send_file
 
 from sandbox.jobs.models import Job
 from sandbox.web.api.grants import visible_grant
-from sandbox.web.auth import actor, hidden, requires, services
+from sandbox.web.auth import actor, require_own, requires, services
 from sandbox.web.errors import ApiError
 from sandbox.web.schemas import JobListArgs, JobSubmit, body, query
 
@@ -25,9 +25,7 @@ HINT = "list your jobs with `sandbox job list`"
 
 def visible_job(job_id: str) -> Job:
     job = services().jobs.get(job_id)
-    who = actor()
-    if who.role == "analyst" and job.owner != who.name:
-        raise hidden("job", job_id, HINT)
+    require_own("job", job_id, job.owner, HINT)
     return job
 
 

@@ -148,6 +148,13 @@ def hidden(what: str, ident: str) -> NotFound:
     return NotFound(f"no {what} {ident}", "")
 
 
+def require_own(what: str, ident: str, owner: str | None) -> None:
+    """An analyst sees only its own applications, grants and jobs; others' are ``hidden``."""
+    actor = who()
+    if actor.role == "analyst" and owner != actor.name:
+        raise hidden(what, ident)
+
+
 def safe_next(target: str | None, default: str = "/") -> str:
     """Only a path on this site (never //host or a scheme): no open redirects."""
     if not target:

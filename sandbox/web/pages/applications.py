@@ -8,16 +8,14 @@ from flask_babel import gettext as _
 
 from sandbox.errors import InvalidInput, SandboxError
 from sandbox.grants import USER_TYPES
-from sandbox.web.pages import bp, hidden, roles, services, who
+from sandbox.web.pages import bp, require_own, roles, services, who
 
 READERS = ("analyst", "operator", "reviewer")
 
 
 def visible_application(app_id: str) -> dict:
     info = services().applications.get(app_id)
-    actor = who()
-    if actor.role == "analyst" and info["analyst"] != actor.name:
-        raise hidden("application", app_id)
+    require_own("application", app_id, info["analyst"])
     return info
 
 

@@ -5,7 +5,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from sandbox.errors import InvalidInput, SandboxError
-from sandbox.web.pages import bp, charts, fmt_number, hidden, roles, services, who
+from sandbox.web.pages import bp, charts, fmt_number, require_own, roles, services, who
 
 READERS = ("operator", "reviewer", "analyst")
 
@@ -13,9 +13,7 @@ READERS = ("operator", "reviewer", "analyst")
 def visible_grant(grant_id: str) -> dict:
     """The grant with its budgets if the reader may see it: an analyst only its own (else 404)."""
     info = services().grants.get(grant_id)
-    actor = who()
-    if actor.role == "analyst" and info["analyst"] != actor.name:
-        raise hidden("grant", grant_id)
+    require_own("grant", grant_id, info["analyst"])
     return info
 
 

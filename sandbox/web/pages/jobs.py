@@ -16,7 +16,7 @@ from sandbox.broker.answers import StoredAnswer
 from sandbox.broker.query import parse_query
 from sandbox.errors import InvalidInput, SandboxError
 from sandbox.jobs.models import Job
-from sandbox.web.pages import bp, charts, fmt_number, hidden, roles, services, who
+from sandbox.web.pages import bp, charts, fmt_number, require_own, roles, services, who
 from sandbox.web.pages.catalog import example_script
 from sandbox.web.pages.grants import visible_grant
 
@@ -27,9 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def visible_job(job_id: str) -> Job:
     job = services().jobs.get(job_id)
-    actor = who()
-    if actor.role == "analyst" and job.owner != actor.name:
-        raise hidden("job", job_id)
+    require_own("job", job_id, job.owner)
     return job
 
 
