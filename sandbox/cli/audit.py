@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from sandbox.cli.data import _table
 from sandbox.cli.root import State
+from sandbox.cli.text import table
 
 
 @click.group()
@@ -50,7 +50,7 @@ def audit_show(state: State, last: int, action: str | None, actor: str | None, g
     entries = state.backend.audit_entries(last=last, action=action, actor=actor, grant_id=grant_id,
                                            dataset=dataset, since=since, until=until)
     columns = ["seq", "time", "actor", "role", "action", "outcome", "objects", "grant_id", "checkpoint"]
-    state.emit(entries, _table([_brief(e) for e in entries], columns))
+    state.emit(entries, table([_brief(e) for e in entries], columns))
 
 
 @audit.command("entry")

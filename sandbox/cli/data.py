@@ -7,18 +7,8 @@ from pathlib import Path
 import click
 
 from sandbox.cli.root import State
+from sandbox.cli.text import fields, table
 from sandbox.errors import InvalidInput
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    """A plain text table; good enough for a terminal, no dependency."""
-    if not rows:
-        return "(none)"
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -48,7 +38,7 @@ def dataset_list(state: State) -> None:
     """Every dataset in the catalog, public metadata only."""
     items = state.backend.datasets()
     rows = [{**d, "version": d["version"][:12]} for d in items]
-    state.emit(items, _table(rows, ["name", "title", "openness", "grade", "provider", "version"]))
+    state.emit(items, table(rows, ["name", "title", "openness", "grade", "provider", "version"]))
 
 
 @dataset.command("show")
@@ -57,15 +47,13 @@ def dataset_list(state: State) -> None:
 def dataset_show(state: State, name: str) -> None:
     """One dataset's public metadata: schema, tags, bounds, grade, openness."""
     info = state.backend.dataset(name)
-    head = "\n".join(
-        f"{k}: {info[k]}" for k in ("name", "title", "provider", "topic", "openness", "grade", "version")
-        if k in info
-    )
+    head = fields(info, (k for k in ("name", "title", "provider", "topic", "openness", "grade", "version")
+                         if k in info))
     columns = [
         {**c, "bounds": c.get("bounds") or "", "categories": ", ".join(map(str, c.get("categories") or []))}
         for c in info["columns"]
     ]
-    state.emit(info, head + "\n\n" + _table(columns, ["name", "type", "tag", "bounds", "categories"]))
+    state.emit(info, head + "\n\n" + table(columns, ["name", "type", "tag", "bounds", "categories"]))
 
 
 @dataset.command("mock")
@@ -126,7 +114,7 @@ def _split(value: str | None) -> list[str] | None:
 def grant_list(state: State, analyst: str | None) -> None:
     items = state.backend.grants(analyst)
     rows = [{**g, "datasets": ",".join(g["datasets"]), "expires_at": g["expires_at"][:10]} for g in items]
-    state.emit(items, _table(rows, ["id", "analyst", "datasets", "status", "expires_at", "purpose"]))
+    state.emit(items, table(rows, ["id", "analyst", "datasets", "status", "expires_at", "purpose"]))
 
 
 @grant.command("show")
@@ -134,7 +122,7 @@ def grant_list(state: State, analyst: str | None) -> None:
 @click.pass_obj
 def grant_show(state: State, grant_id: str) -> None:
     info = state.backend.grant(grant_id)
-    head = "\n".join(f"{k}: {info[k]}" for k in ("id", "analyst", "purpose", "user_type", "status", "expires_at"))
+    head = fields(info, ("id", "analyst", "purpose", "user_type", "status", "expires_at"))
     state.emit(info, head + "\n\n" + _budget_table(info["budgets"]))
 
 
@@ -164,7 +152,7 @@ def _budget_table(budgets: list[dict]) -> str:
         {k: (f"{v:g}" if isinstance(v, float) else v) for k, v in b.items()}
         for b in budgets
     ]
-    return _table(rows, ["dataset", "epsilon_total", "epsilon_spent", "epsilon_left", "delta_left"])
+    return table(rows, ["dataset", "epsilon_total", "epsilon_spent", "epsilon_left", "delta_left"])
 
 
 def _read_query(path: str) -> dict:
@@ -181,7 +169,7 @@ def render_answer(answer: dict) -> str:
     """An answer as a table of estimates with their 95% intervals, then its cost."""
     rows = [dict(zip(answer["columns"], row)) for row in answer["rows"]]
     shown = [{k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    lines = [("MOCK (not real data)\n" if answer.get("mock") else "") + _table(shown, answer["columns"])]
+    lines = [("MOCK (not real data)\n" if answer.get("mock") else "") + table(shown, answer["columns"])]
     if answer.get("suppressed_groups"):
         lines.append(f"{answer['suppressed_groups']} group(s) suppressed: noisy count below the policy's minimum")
     cost = "free (answered before)" if answer.get("cached") else f"epsilon {answer.get('epsilon_charged', 0):g}"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from sandbox.cli.data import _table
 from sandbox.cli.root import State
+from sandbox.cli.text import fields, table
 from sandbox.disclosure import SECTIONS, to_csv, to_csv_all, to_json
 from sandbox.grants import USER_TYPES
 from sandbox.users import ROLES
@@ -32,7 +32,7 @@ def user_add(state: State, name: str, role: str, organisation: str | None) -> No
 @click.pass_obj
 def user_list(state: State) -> None:
     items = state.backend.users.list()
-    state.emit(items, _table(items, ["name", "role", "organisation", "created_at"]))
+    state.emit(items, table(items, ["name", "role", "organisation", "created_at"]))
 
 
 @click.group()
@@ -62,7 +62,7 @@ def token_create(state: State, user_name: str, days: int, label: str) -> None:
 def token_list(state: State, user_name: str | None) -> None:
     items = state.backend.users.tokens(user_name)
     rows = [{**t, "expires_at": t["expires_at"][:10]} for t in items]
-    state.emit(items, _table(rows, ["id", "user", "status", "expires_at", "label"]))
+    state.emit(items, table(rows, ["id", "user", "status", "expires_at", "label"]))
 
 
 @token.command("revoke")
@@ -124,7 +124,7 @@ def application_list(state: State, overdue: bool, state_name: str | None, analys
     rows = [{**a, "datasets": ",".join(a["datasets"]), "deadline": a["deadline"] or "(paused)",
              "left": "" if a["working_days_left"] is None else a["working_days_left"],
              "overdue": "OVERDUE" if a["overdue"] else ""} for a in items]
-    state.emit(items, _table(rows, ["id", "analyst", "organisation", "datasets", "state", "deadline", "left",
+    state.emit(items, table(rows, ["id", "analyst", "organisation", "datasets", "state", "deadline", "left",
                                     "overdue"]))
 
 
@@ -133,9 +133,8 @@ def application_list(state: State, overdue: bool, state_name: str | None, analys
 @click.pass_obj
 def application_show(state: State, app_id: str) -> None:
     app = state.backend.applications.get(app_id)
-    head = "\n".join(f"{k}: {app[k]}" for k in ("id", "analyst", "organisation", "datasets", "purpose", "scenario",
-                                                "epsilon", "days", "user_type", "state", "deadline",
-                                                "working_days_left", "overdue", "reason", "grant_id"))
+    head = fields(app, ("id", "analyst", "organisation", "datasets", "purpose", "scenario", "epsilon", "days",
+                        "user_type", "state", "deadline", "working_days_left", "overdue", "reason", "grant_id"))
     if app.get("calendar_note"):
         head += f"\nnote: {app['calendar_note']}"
     history = "\n".join(f"  {m['time'][:16]} {m['author']} ({m['role']}) {m['kind']}: {m['text']}"
@@ -206,12 +205,12 @@ def disclosure(state: State, fmt: str, section: str | None) -> None:
         click.echo(to_csv(report, section) if section else to_csv_all(report), nl=False)
     else:
         auth = [{**a, "datasets": ",".join(a["datasets"])} for a in report["authorisations"]]
-        click.echo("authorisations\n" + _table(auth, ["organisation", "datasets", "purpose", "user_type", "from",
+        click.echo("authorisations\n" + table(auth, ["organisation", "datasets", "purpose", "user_type", "from",
                                                       "until", "status"]))
         products = [{"dataset": p["dataset"], "openness": p["openness"], "provider": p["provider"]}
                     for p in report["products"]]
-        click.echo("\nproducts\n" + _table(products, ["dataset", "openness", "provider"]))
-        click.echo("\nusage\n" + _table(report["usage"], ["dataset", "answers_released", "jobs", "epsilon_spent",
+        click.echo("\nproducts\n" + table(products, ["dataset", "openness", "provider"]))
+        click.echo("\nusage\n" + table(report["usage"], ["dataset", "answers_released", "jobs", "epsilon_spent",
                                                            "fees"]))
         click.echo(f"compute fees: {report['compute_fees']}")
         apps = report["applications"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from sandbox.cli.data import _table
 from sandbox.cli.root import State
+from sandbox.cli.text import fields, table
 from sandbox.errors import InvalidInput, NotFound
 from sandbox.jobs.service import describe_violations
 
@@ -94,7 +94,7 @@ def job() -> None:
 @click.pass_obj
 def job_list(state: State, owner: str | None) -> None:
     items = state.backend.jobs(owner)
-    state.emit(items, _table(items, ["id", "owner", "state", "grant_id", "mock", "script_name", "submitted_at"]))
+    state.emit(items, table(items, ["id", "owner", "state", "grant_id", "mock", "script_name", "submitted_at"]))
 
 
 @job.command("status")
@@ -102,9 +102,9 @@ def job_list(state: State, owner: str | None) -> None:
 @click.pass_obj
 def job_status(state: State, job_id: str) -> None:
     info = state.backend.job(job_id)
-    fields = ("id", "state", "reason", "owner", "grant_id", "mock", "runner", "isolation", "image_digest",
-              "script_sha256", "submitted_at", "started_at", "finished_at", "epsilon_spent")
-    state.emit(info, "\n".join(f"{k}: {info[k]}" for k in fields if info[k] not in (None, "")))
+    shown = ("id", "state", "reason", "owner", "grant_id", "mock", "runner", "isolation", "image_digest",
+             "script_sha256", "submitted_at", "started_at", "finished_at", "epsilon_spent")
+    state.emit(info, fields(info, (k for k in shown if info[k] not in (None, ""))))
 
 
 @job.command("logs")
