@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,7 @@ import polars as pl
 from sandbox.broker.engine import Engine
 from sandbox.broker.query import parse_query
 from sandbox.policy import Column, ColumnType, Grade, Openness, Policy, PrivacyUnit, Tag
+from timing import measure
 
 COUNTIES = tuple(f"county-{i:02d}" for i in range(20))
 
@@ -48,13 +50,46 @@ def frame(n: int) -> pl.DataFrame:
     })
 
 
-def median_time(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+QUERIES = {
+    "group-by count": {"dataset": "farmers", "group_by": ["county"],
+                       "aggregates": [{"name": "n", "op": "count"}], "epsilon": 1.0},
+    "mean by group": {"dataset": "farmers", "group_by": ["county"],
+                      "aggregates": [{"name": "m", "op": "mean", "column": "income_yuan"}],
+                      "epsilon": 1.0},
+}
+RAW_POLARS = {
+    "group-by count": lambda df: df.group_by("county").len(),
+    "mean by group": lambda df: df.group_by("county").agg(pl.col("income_yuan").mean()),
+}
+RAW_PANDAS = {
+    "group-by count": lambda pdf: pdf.groupby("county").size(),
+    "mean by group": lambda pdf: pdf.groupby("county")["income_yuan"].mean(),
+}
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    return statistics.median(measure(fn, runs))
+
+
+def bench_size(pol: Policy, n: int, runs: int) -> None:
+    """One line per query for a frame of ``n`` rows; its frames and engines go when it returns."""
+    df = frame(n)
+    pdf = df.to_pandas()
+    fast, slow = Engine(fast=True), Engine(fast=False)
+    t = time.perf_counter()
+    fast.prepared(pol, "v1", lambda: df)
+    prep = time.perf_counter() - t
+    slow.prepared(pol, "v1", lambda: df)
+    for name, doc in QUERIES.items():
+        q = parse_query(doc, pol)
+        for eng in (fast, slow):
+            eng.answer(pol, "v1", lambda: df, q)  # warm: compile once
+        tp = median_time(lambda: RAW_POLARS[name](df), runs)
+        tpd = median_time(lambda: RAW_PANDAS[name](pdf), runs)
+        tb = median_time(lambda: fast.answer(pol, "v1", lambda: df, q), runs)
+        ts = median_time(lambda: slow.answer(pol, "v1", lambda: df, q), runs)
+        print(f"{n:>10}  {name:<15} {tp:9.4f} {tpd:9.4f} {tb:9.4f} {tb / tp:6.2f} "
+              f"{ts:13.4f} {ts / tp:6.2f} {prep:9.2f}")
 
 
 def main() -> None:
@@ -63,44 +98,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     pol = policy()
-    queries = {
-        "group-by count": {"dataset": "farmers", "group_by": ["county"],
-                           "aggregates": [{"name": "n", "op": "count"}], "epsilon": 1.0},
-        "mean by group": {"dataset": "farmers", "group_by": ["county"],
-                          "aggregates": [{"name": "m", "op": "mean", "column": "income_yuan"}],
-                          "epsilon": 1.0},
-    }
-    raw_polars = {
-        "group-by count": lambda df: df.group_by("county").len(),
-        "mean by group": lambda df: df.group_by("county").agg(pl.col("income_yuan").mean()),
-    }
-    raw_pandas = {
-        "group-by count": lambda pdf: pdf.groupby("county").size(),
-        "mean by group": lambda pdf: pdf.groupby("county")["income_yuan"].mean(),
-    }
     header = (f"{'rows':>10}  {'query':<15} {'polars s':>9} {'pandas s':>9} {'broker s':>9} "
               f"{'ratio':>6} {'opendp-plan s':>13} {'ratio':>6} {'prepare s':>9}")
     print(header)
     print("-" * len(header))
     for n in args.rows:
-        df = frame(n)
-        pdf = df.to_pandas()
-        fast, slow = Engine(fast=True), Engine(fast=False)
-        t = time.perf_counter()
-        fast.prepared(pol, "v1", lambda: df)
-        prep = time.perf_counter() - t
-        slow.prepared(pol, "v1", lambda: df)
-        for name, doc in queries.items():
-            q = parse_query(doc, pol)
-            for eng in (fast, slow):
-                eng.answer(pol, "v1", lambda: df, q)  # warm: compile once
-            tp = median_time(lambda: raw_polars[name](df), args.runs)
-            tpd = median_time(lambda: raw_pandas[name](pdf), args.runs)
-            tb = median_time(lambda: fast.answer(pol, "v1", lambda: df, q), args.runs)
-            ts = median_time(lambda: slow.answer(pol, "v1", lambda: df, q), args.runs)
-            print(f"{n:>10}  {name:<15} {tp:9.4f} {tpd:9.4f} {tb:9.4f} {tb / tp:6.2f} "
-                  f"{ts:13.4f} {ts / tp:6.2f} {prep:9.2f}")
-        del pdf, fast, slow
+        bench_size(pol, n, args.runs)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +34,7 @@ from sandbox.demo_data import write_demo_csvs  # noqa: E402
 from sandbox.home import Home  # noqa: E402
 from sandbox.jobs.worker import Worker  # noqa: E402
 from sandbox.services import Services  # noqa: E402
+from timing import docker_run, measure, percentile as pct  # noqa: E402
 
 POLICY = REPO / "policies" / "farm-credit.yaml"
 OPERATOR = Actor("operator", "operator")
@@ -43,16 +43,6 @@ SCRIPT = """from sandbox import sdk
 print(sdk.dataset("farmers").agg(n=sdk.count(), epsilon={epsilon}))
 """
 TRIVIAL = b"print('ok')\n"
-
-
-def docker_run(image: str, job_dir: Path) -> None:
-    subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--read-only", "--user", "20999:20999",
-         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "64",
-         "--memory", "512m", "--memory-swap", "512m", "--cpus", "1", "--init",
-         "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m", "--ulimit", "nofile=64:64",
-         "--ulimit", "core=0:0", "-v", f"{job_dir}:/job:ro", image, "python3", "/job/main.py"],
-        check=True, capture_output=True)
 
 
 class Bench:
@@ -67,8 +57,7 @@ class Bench:
         source = SCRIPT.format(epsilon=round(0.005 + self.n * 1e-5, 6))
         job = self.services.jobs.submit(ANALYST, "bench.py", source, grant_id=self.grant)
         while True:
-            state = self.services.jobs.state(job["id"]) if hasattr(self.services.jobs, "state") else \
-                self.services.jobs.get(job["id"]).state
+            state = self.services.jobs.get(job["id"]).state
             if state in ("succeeded", "failed", "cancelled"):
                 break
             time.sleep(0.002)
@@ -82,20 +71,6 @@ def idle(worker: Worker) -> bool:
         time.sleep(0.005)
     time.sleep(0.05)
     return True
-
-
-def measure(fn, runs: int, before=lambda: None) -> list[float]:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(runs):
-        before()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def with_worker(worker: Worker, fn):  # type: ignore[no-untyped-def]

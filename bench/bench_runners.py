@@ -7,29 +7,16 @@ cold vs pooled. Prints p50/p95 over N runs and ratios against the baseline of th
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 from runners import JobSpec, Limits
 from runners.docker_runner import DockerRunner
 from runners.image import ensure_image
+from timing import docker_run, measure, percentile as p
 
 SCRIPT = b"print('ok')\n"
-
-
-def docker_run_cli(image: str, job_dir: Path) -> None:
-    subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--read-only", "--user", "20999:20999",
-         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "64",
-         "--memory", "512m", "--memory-swap", "512m", "--cpus", "1", "--init",
-         "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m", "--ulimit", "nofile=64:64",
-         "--ulimit", "core=0:0", "-v", f"{job_dir}:/job:ro", image, "python3", "/job/main.py"],
-        check=True, capture_output=True)
 
 
 def runner_job(runner: DockerRunner, image: str, out: Path) -> None:
@@ -40,20 +27,6 @@ def runner_job(runner: DockerRunner, image: str, out: Path) -> None:
     assert runner.wait(spec) == "succeeded"
     assert runner.collect(spec).stdout == "ok\n"
     runner.cleanup(spec)
-
-
-def measure(fn: Callable[[], None], runs: int, before: Callable[[], None] = lambda: None) -> list[float]:
-    times = []
-    for _ in range(runs):
-        before()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 def main() -> None:
@@ -72,7 +45,7 @@ def main() -> None:
         assert pooled.pool is not None
         try:
             rows = {
-                "docker run (CLI, hardened)": measure(lambda: docker_run_cli(image, job_dir), args.runs),
+                "docker run (CLI, hardened)": measure(lambda: docker_run(image, job_dir), args.runs),
                 "DockerRunner cold": measure(lambda: runner_job(cold, image, tmp_path / "out"), args.runs),
                 # the pool refills between jobs, as it would between jobs arriving in a queue
                 "DockerRunner pooled": measure(lambda: runner_job(pooled, image, tmp_path / "out"), args.runs,
