@@ -28,6 +28,7 @@ from sandbox.broker.engine import Engine
 from sandbox.broker.query import Query, Scope, cost, parse_query
 from sandbox.catalog import Catalog
 from sandbox.db import Database
+from sandbox.policy import Policy
 from sandbox.pricing import Pricing
 from sandbox.errors import QueryInvalid, SandboxError
 
@@ -241,15 +242,26 @@ class Broker:
             )
             return [r.summary() for r in rows]
 
+    def preview_mock(self, doc: Any) -> dict:
+        """What a query would cost under a grant (from the policy alone); a mock run spends nothing."""
+        policy, query = self._parse_public(doc)
+        epsilon, delta = cost(query)
+        return {"dataset": query.dataset, "epsilon": epsilon, "delta": delta, "cached": False,
+                "budget_left": None, "mock": True, "accuracy": self.engine.accuracy(policy, query)}
+
     def ask_mock(self, doc: Any) -> dict:
         """The same engine over mock rows made from the public schema: no grant, no budget."""
-        dataset = _dataset_of(doc)
-        policy = self.catalog.policy(dataset)
-        query = parse_query(doc, policy, None)
+        policy, query = self._parse_public(doc)
+        dataset = query.dataset
         answer = self.engine.answer(
             policy, "mock", lambda: self.catalog.mock(dataset, rows=MOCK_ROWS), query, mock=True
         ).to_dict()
         return {**answer, "cached": False, "epsilon_charged": 0.0, "budget_left": None}
+
+    def _parse_public(self, doc: Any) -> tuple[Policy, Query]:
+        """A query checked against the public schema and policy only (mock runs have no grant)."""
+        policy = self.catalog.policy(_dataset_of(doc))
+        return policy, parse_query(doc, policy, None)
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

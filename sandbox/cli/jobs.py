@@ -1,7 +1,9 @@
 """Commands for scripts and jobs: run on mock data, submit, follow, cancel, and the worker."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -150,7 +152,13 @@ def worker(state: State, once: bool, pool_size: int | None) -> None:
             pass
         return
     click.echo(f"{runner.name} waiting for jobs (Ctrl-C to stop)")
-    runner.run_forever()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        runner.run_forever(stop=stop)  # a job in progress runs to its end first
+    finally:
+        runner.close()  # removes the pool's unused pre-started containers
 
 
 @click.command()

@@ -41,12 +41,14 @@ from sandbox import grants
 from sandbox.actors import Actor
 from sandbox.broker_socket import serve
 from sandbox.errors import InvalidInput, PolicyRefused, SandboxError
+from sandbox.home import Home
 from sandbox.jobs.models import Job
 from sandbox.jobs.service import STALE_AFTER
 from sandbox.services import Services
 
 log = logging.getLogger(__name__)
 
+RUNNER_BASE = Path("/var/lib/sandbox-runner")
 COMMAND = ["python3", "-I", "-m", "sandbox.sdk.harness", "/job/script.py"]
 POLL_S = 0.25  # how often a running job is heartbeated and checked for cancel/revocation
 # Imported by a pooled container while it waits, so a job does not pay for them (pandas alone
@@ -69,8 +71,15 @@ def pool_size_from_env(default: int = 0) -> int:
     return int(raw) if raw else default
 
 
-def default_runner() -> Runner:
-    return get_runner(os.environ.get("SANDBOX_RUNNER", "docker"))
+def default_runner(home: Home) -> Runner:
+    """``$SANDBOX_RUNNER`` (docker or local) in a runner folder of this installation's own.
+
+    Each home gets its own folder under ``RUNNER_BASE`` (unless ``$SANDBOX_RUNNER_ROOT`` names
+    one), so a worker of one installation never sweeps another installation's containers.
+    """
+    digest = hashlib.sha256(str(home.root.resolve()).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("SANDBOX_RUNNER_ROOT") or RUNNER_BASE / digest)
+    return get_runner(os.environ.get("SANDBOX_RUNNER", "docker"), root=root)
 
 
 def worker_gone(name: str) -> bool:
@@ -130,8 +139,7 @@ class JobHandler:
             return answer
         if method == "preview":
             if self.job.mock:
-                raise InvalidInput("a mock job spends no budget; there is nothing to preview",
-                                   "submit the script with a grant to preview real costs")
+                return broker.preview_mock(params)
             return broker.preview(self.actor, self.job.grant_id, params)
         if method == "budget":
             return None if self.job.mock else self.services.grants.get(self.job.grant_id)["budgets"]
@@ -159,7 +167,7 @@ class Worker:
         self.image = image or os.environ.get("SANDBOX_IMAGE", "sandbox-analysis:latest")
         self.limits = limits or services.runtime.limits
         self.pool_size = pool_size_from_env() if pool_size is None else pool_size
-        self.runner = runner or default_runner()
+        self.runner = runner or default_runner(services.home)
         root = getattr(self.runner, "root", None)
         if root is not None and len(os.fsencode(Path(root) / "slots" / ("x" * 16) / "job" / "broker.sock")) > 107:
             raise InvalidInput(f"the runner folder {root} is too long for a job's socket path (107 bytes at most)",
