@@ -41,5 +41,5 @@ ax.set_title("DP estimates by county")
 fig.tight_layout()
 fig.savefig(sdk.output("income_by_county.png"))
 print()
-for left in sdk.budget() or []:  # None on mock data: no budget is spent there
+for left in sdk.budget():  # [] on mock data: no budget is spent there
     print(f"budget left on {left['dataset']}: epsilon {left['epsilon_left']:g}")

@@ -66,10 +66,10 @@ def run_demo(root: Path, say: Callable[[str], None], n_farmers: int = 100_000) -
         worker = Worker(services, image=image, pool_size=0)  # two jobs, one after the other: no pool
         analyst = Actor(ANALYST, "analyst")
         source = SCRIPT.read_text(encoding="utf-8")
-        for label, kwargs in (("MOCK data", {"mock_datasets": list(DATASETS)}),
-                              ("the real data", {"grant_id": grant["id"]})):
+        for step, label, kwargs in ((4, "MOCK data", {"mock_datasets": list(DATASETS)}),
+                                    (5, "the real data", {"grant_id": grant["id"]})):
             job = services.jobs.submit(analyst, SCRIPT.name, source, **kwargs)
-            say(f"4. {SCRIPT.name} on {label}: job {job['id']} in a sealed container")
+            say(f"{step}. {SCRIPT.name} on {label}: job {job['id']} in a sealed container")
             job = worker.run_next(job["id"]) or job
             record = services.jobs.get(job["id"])
             say(f"   {job['state']}; {len(job['queries'])} queries, epsilon {job['epsilon_spent']:g}")
@@ -81,7 +81,8 @@ def run_demo(root: Path, say: Callable[[str], None], n_farmers: int = 100_000) -
         say("")
         say(f"outputs in {home.jobs / job['id'] / 'out'}: {', '.join(o['name'] for o in job['outputs'])}")
         for b in services.grants.get(grant["id"])["budgets"]:
-            say(f"budget left on {b['dataset']}: epsilon {b['epsilon_left']:g} of {b['epsilon_total']:g}")
+            say(f"ledger, {b['dataset']}: spent epsilon {b['epsilon_spent']:g}, "
+                f"{b['epsilon_left']:g} of {b['epsilon_total']:g} left")
         services.audit.checkpoint()
         report = services.audit.verify()
         say(f"audit verify: {'OK' if report.ok else 'FAILED'} ({report.size} entries, {report.checkpoints} checkpoints)")

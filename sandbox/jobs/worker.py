@@ -141,8 +141,11 @@ class JobHandler:
             if self.job.mock:
                 return broker.preview_mock(params)
             return broker.preview(self.actor, self.job.grant_id, params)
-        if method == "budget":
-            return None if self.job.mock else self.services.grants.get(self.job.grant_id)["budgets"]
+        if method == "budget":  # a mock job has no grant, so no budget
+            rows = [] if self.job.mock else self.services.grants.get(self.job.grant_id)["budgets"]
+            if "dataset" in params:
+                return next((r for r in rows if r["dataset"] == params["dataset"]), None)
+            return rows
         if method == "history":
             return [] if self.job.mock else broker.history(self.job.grant_id)
         if method == "datasets":

@@ -456,8 +456,10 @@ def preview(what: Dataset | Grouped, *, epsilon: float | None = None, **aggregat
     return what.preview(epsilon=epsilon, **aggregates)
 
 
-def budget(dataset: str | None = None) -> dict:
-    """The privacy budget left: ``{"epsilon": ..., "delta": ...}`` (for one dataset if named)."""
+def budget(dataset: str | None = None) -> Any:
+    """The grant's budget per dataset: a list of ``{"dataset", "epsilon_total", "epsilon_spent",
+    "epsilon_left", "delta_total", "delta_spent", "delta_left"}`` ([] in a mock run), or the
+    one for ``dataset`` if named (None in a mock run)."""
     params = {} if dataset is None else {"dataset": _name(dataset, "dataset name")}
     return client.call("budget", params)
 

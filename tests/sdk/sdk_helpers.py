@@ -51,8 +51,10 @@ class CannedBroker:
             return {"dataset": params["dataset"], "epsilon": params["epsilon"], "delta": 0.0, "cached": False,
                     "budget_left": {"epsilon": 2.5, "delta": 0.0},
                     "accuracy": {a["name"]: {"ci_half_width": 1.0} for a in params["aggregates"]}}
-        if method == "budget":
-            return {"epsilon": 2.5, "delta": 0.0}
+        if method == "budget":  # the worker's shape: one row per dataset of the grant
+            rows = [{"dataset": "farmers", "epsilon_total": 3.0, "epsilon_spent": 0.5, "epsilon_left": 2.5,
+                     "delta_total": 0.0, "delta_spent": 0.0, "delta_left": 0.0}]
+            return rows[0] if params.get("dataset") == "farmers" else rows
         if method == "datasets":
             return [{"name": "farmers", "title": "Farm subsidy roll"}]
         if method == "describe":

@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -132,8 +131,8 @@ def test_preview_budget_datasets_describe_history(broker):
     assert p["epsilon"] == 0.5 and "accuracy" in p and len(p["digest"]) == 64
     assert sdk.preview(grouped, n=sdk.count(), epsilon=0.5)["epsilon"] == 0.5
     assert broker.requests[-1][0] == "preview"
-    assert sdk.budget() == {"epsilon": 2.5, "delta": 0.0}
-    sdk.budget("farmers")
+    assert [b["epsilon_left"] for b in sdk.budget()] == [2.5]
+    assert sdk.budget("farmers")["epsilon_left"] == 2.5
     assert broker.requests[-1] == ("budget", {"dataset": "farmers"})
     assert sdk.datasets()[0]["name"] == "farmers"
     assert sdk.describe("farmers")["name"] == "farmers"

@@ -6,7 +6,6 @@ layer alone (static check skipped) still stops it.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import textwrap
 
@@ -189,7 +188,7 @@ BENIGN = textwrap.dedent('''\
                "sqrt": math.sqrt(total), "np": float(np.mean(by_county["n"].to_numpy())),
                "spent": by_county.attrs["epsilon"], "label": "{:.1f}".format(total)}
     print(json.dumps(summary, sort_keys=True))
-    print(f"left: {sdk.budget()['epsilon']}", Counter("aab").most_common(1))
+    print(f"left: {sdk.budget('farmers')['epsilon_left']}", Counter("aab").most_common(1))
     class Note:
         def __init__(self, text):
             self.text = text
