@@ -10,9 +10,11 @@ error's stable ``code`` (``not_found`` → ``NotFound``, ``budget_exceeded`` →
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -35,6 +37,10 @@ def _classes() -> dict[str, type[E.SandboxError]]:
         found.setdefault(cls.code, cls)
         stack.extend(cls.__subclasses__())
     return {**found, **_TRANSPORT}
+
+
+#: What a token may hold: printable ASCII, no spaces (a header value cannot carry line breaks).
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
 
 
 class Unreachable(E.SandboxError):
@@ -64,7 +70,17 @@ def error_from(status: int, payload: Any) -> E.SandboxError:
 class Client:
     def __init__(self, server_url: str, token: str | None = None, *, timeout: float = 120.0,
                  session: requests.Session | None = None) -> None:
-        self.base = server_url.rstrip("/")
+        scheme = urlsplit(server_url.strip()).scheme.lower()
+        if scheme not in ("http", "https") or "://" not in server_url:
+            raise E.InvalidInput(
+                f"the server URL needs http:// or https:// (got {server_url!r})",
+                "set --server / $SANDBOX_SERVER to the whole URL, e.g. http://127.0.0.1:8750")
+        if token and not _TOKEN_TEXT.fullmatch(token):
+            raise E.InvalidInput(
+                "the token contains characters a token cannot have; pass only the token itself",
+                "set $SANDBOX_TOKEN / --token to the one line `sandbox token create` printed, "
+                "without spaces, quotes or line breaks")
+        self.base = server_url.strip().rstrip("/")
         self.token = token
         self.timeout = timeout
         self.http = session or requests.Session()

@@ -21,6 +21,7 @@ from sandbox.cli.backend import Backend, LocalBackend, RemoteBackend
 from sandbox.errors import InvalidInput, SandboxError
 from sandbox.home import Home
 from sandbox.services import Services, home_from
+from sandbox.users import ROLES
 
 log = logging.getLogger("sandbox")
 
@@ -63,17 +64,49 @@ class State:
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if self.as_json else human)
 
 
-def _fail(message: str, hint: str, code: int) -> NoReturn:
-    """The one shape of every error a user sees: `error:` first, then `what to do:`, no traceback."""
-    click.echo(f"error: {message}", err=True)
-    click.echo(f"  what to do: {hint}", err=True)
+def _fail(message: str, hint: str, code: int, kind: str = "error",
+          ctx: click.Context | None = None) -> NoReturn:
+    """The one shape of every error a user sees: `error:` first, then `what to do:`, no traceback.
+
+    With ``--json`` the same error is one JSON object ``{"error": {code, message, hint}}`` on stderr.
+    """
+    if _wants_json(ctx):
+        payload = {"error": {"code": kind, "message": message, "hint": hint}}
+        click.echo(json.dumps(payload, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+        click.echo(f"  what to do: {hint}", err=True)
     sys.exit(code)
 
 
-def _usage_failed(err: click.ClickException) -> NoReturn:
-    ctx = getattr(err, "ctx", None)
-    where = ctx.command_path if ctx is not None else "sandbox"
-    _fail(err.format_message(), f"see `{where} --help` for the arguments and options", err.exit_code or 2)
+def _wants_json(ctx: click.Context | None) -> bool:
+    """Whether the root ``--json`` flag was given (known even before ``main`` ran, from the parsed params)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    state = ctx.find_object(State)
+    if state is not None:
+        return state.as_json
+    return bool(ctx.find_root().params.get("as_json"))
+
+
+def _usage_failed(err: click.ClickException, ctx: click.Context | None = None) -> NoReturn:
+    where_ctx = getattr(err, "ctx", None)
+    where = where_ctx.command_path if where_ctx is not None else "sandbox"
+    _fail(err.format_message(), f"see `{where} --help` for the arguments and options", err.exit_code or 2,
+          "usage", where_ctx or ctx)
+
+
+def _cli_hint(ctx: click.Context, err: SandboxError) -> str:
+    """The hint for a command-line user: the API's hints speak of HTTP headers, not of --token."""
+    state = ctx.find_object(State)
+    if err.code == "unauthorized" and state is not None and state.server:
+        if not state.token:
+            return ("set $SANDBOX_TOKEN or pass --token (an operator makes one with "
+                    "`sandbox token create USER`)")
+        return ("check $SANDBOX_TOKEN / --token: the server does not accept it (expired, revoked or "
+                "mistyped?); ask an operator for a new one (`sandbox token create USER`)")
+    return err.hint or "see `sandbox --help`"
 
 
 class SandboxGroup(click.Group):
@@ -85,36 +118,42 @@ class SandboxGroup(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.ClickException as err:
-            _usage_failed(err)
+            _usage_failed(err, ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SandboxError as err:
-            _fail(err.message, err.hint or "see `sandbox --help`", err.exit_code if err.exit_code != 0 else 1)
+            _fail(err.message, _cli_hint(ctx, err), err.exit_code if err.exit_code != 0 else 1, err.code, ctx)
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.ClickException as err:
-            _usage_failed(err)
+            _usage_failed(err, ctx)
         except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
             # a path given on the command line (an output file, an export folder) that cannot be used
             where = f" {err.filename}" if getattr(err, "filename", None) else ""
             _fail(f"cannot use the file or folder{where}: {err.strerror or 'no such file or folder'}",
-                  "check the path (its folder must exist and be writable), then run the command again", 1)
+                  "check the path (its folder must exist and be writable), then run the command again", 1,
+                  "invalid_input", ctx)
         except Exception:
             log.exception("unexpected failure")
             _fail(
                 "the sandbox failed unexpectedly; nothing was half-done in the database",
                 f"try again; if it fails again, give the operator the details in {_log_file(ctx)}",
-                70,
+                70, "internal", ctx,
             )
 
 
 def _log_file(ctx: click.Context) -> Path:
     state = ctx.find_object(State)
     root = state.home.root if state else Path.home()
+    return log_path(root)
+
+
+def log_path(root: Path) -> Path:
+    """Where the commands run on a home log (unexpected failures, the worker's and the server's lines)."""
     return root / "logs" / "sandbox.log"
 
 
@@ -138,7 +177,8 @@ def _setup_logging(home: Home) -> None:
 @click.group(cls=SandboxGroup)
 @click.option("--home", type=click.Path(file_okay=False), envvar="SANDBOX_HOME", help="Sandbox home folder.")
 @click.option("--user", "user", envvar="SANDBOX_USER", help="Who is acting (recorded in the audit log).")
-@click.option("--role", envvar="SANDBOX_ROLE", default="operator", show_default=True, help="Role of the acting user.")
+@click.option("--role", envvar="SANDBOX_ROLE", default="operator", show_default=True, type=click.Choice(ROLES),
+              help="Role of the acting user.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--server", envvar="SANDBOX_SERVER", help="Work against this sandbox server (URL) instead of a home.")
 @click.option("--token", envvar="SANDBOX_TOKEN", help="API token for --server (or $SANDBOX_TOKEN).")
