@@ -23,6 +23,7 @@ def user() -> None:
 @click.option("--org", "organisation", help="The user's organisation (shown in the disclosure report).")
 @click.pass_obj
 def user_add(state: State, name: str, role: str, organisation: str | None) -> None:
+    """Add a user NAME with a role (operator, provider, analyst or reviewer)."""
     made = state.backend.users.add(name, role, organisation)
     state.emit(made, f"added {role} {name}" + (f" of {organisation}" if organisation else "")
                + f"\n  make a token for them with `sandbox token create {name}`")
@@ -31,6 +32,7 @@ def user_add(state: State, name: str, role: str, organisation: str | None) -> No
 @user.command("list")
 @click.pass_obj
 def user_list(state: State) -> None:
+    """Every user: name, role, organisation."""
     items = state.backend.users.list()
     state.emit(items, table(items, ["name", "role", "organisation", "created_at"]))
 
@@ -46,13 +48,17 @@ def token() -> None:
 @click.option("--label", default="", help="What the token is for, e.g. the machine it lives on.")
 @click.pass_obj
 def token_create(state: State, user_name: str, days: int, label: str) -> None:
+    """Make a token for USER: only the token on stdout (`export SANDBOX_TOKEN=$(sandbox token create USER)`)."""
     secret, info = state.backend.users.create_token(user_name, days=days, label=label)
-    state.emit(
-        {**info, "token": secret},
-        f"{secret}\n\n"
+    if state.as_json:
+        state.emit({**info, "token": secret}, secret)
+        return
+    click.echo(secret)
+    click.echo(  # on stderr, so that $(sandbox token create USER) captures the token alone
         f"warning: this token is shown once and cannot be shown again; give it to {user_name} over a\n"
         f"  safe channel. It expires on {info['expires_at'][:10]}; revoke it with "
         f"`sandbox token revoke {info['id']}`.",
+        err=True,
     )
 
 
@@ -60,6 +66,7 @@ def token_create(state: State, user_name: str, days: int, label: str) -> None:
 @click.option("--user", "user_name", help="Only this user's tokens.")
 @click.pass_obj
 def token_list(state: State, user_name: str | None) -> None:
+    """Tokens (never their secrets): owner, status, expiry, label."""
     items = state.backend.users.tokens(user_name)
     rows = [{**t, "expires_at": t["expires_at"][:10]} for t in items]
     state.emit(items, table(rows, ["id", "user", "status", "expires_at", "label"]))
@@ -69,6 +76,7 @@ def token_list(state: State, user_name: str | None) -> None:
 @click.argument("token_id")
 @click.pass_obj
 def token_revoke(state: State, token_id: str) -> None:
+    """Revoke a token: it is refused from now on."""
     info = state.backend.users.revoke_token(token_id)
     state.emit(info, f"token {token_id} of {info['user']} is revoked; it is refused from now on")
 
@@ -120,6 +128,7 @@ def application() -> None:
 @click.option("--analyst")
 @click.pass_obj
 def application_list(state: State, overdue: bool, state_name: str | None, analyst: str | None) -> None:
+    """Applications, with their deadlines in working days; overdue ones marked."""
     items = state.backend.applications.list(analyst=analyst, state=state_name, overdue=True if overdue else None)
     rows = [{**a, "datasets": ",".join(a["datasets"]), "deadline": a["deadline"] or "(paused)",
              "left": "" if a["working_days_left"] is None else a["working_days_left"],
@@ -132,6 +141,7 @@ def application_list(state: State, overdue: bool, state_name: str | None, analys
 @click.argument("app_id")
 @click.pass_obj
 def application_show(state: State, app_id: str) -> None:
+    """One application in full, with its history."""
     app = state.backend.applications.get(app_id)
     head = fields(app, ("id", "analyst", "organisation", "datasets", "purpose", "scenario", "epsilon", "days",
                         "user_type", "state", "deadline", "working_days_left", "overdue", "reason", "grant_id"))
@@ -149,6 +159,7 @@ def application_show(state: State, app_id: str) -> None:
 @click.option("--note", default="")
 @click.pass_obj
 def application_approve(state: State, app_id: str, epsilon: float | None, days: int | None, note: str) -> None:
+    """Approve an application: this creates the analyst's grant."""
     app = state.backend.applications.approve(app_id, epsilon=epsilon, days=days, note=note)
     state.emit(app, f"application {app_id} approved: grant {app['grant_id']} for {app['analyst']}")
 
@@ -158,6 +169,7 @@ def application_approve(state: State, app_id: str, epsilon: float | None, days: 
 @click.option("--reason", required=True, help="Why; the analyst is told it.")
 @click.pass_obj
 def application_refuse(state: State, app_id: str, reason: str) -> None:
+    """Refuse an application, with a reason the analyst is told."""
     app = state.backend.applications.refuse(app_id, reason)
     state.emit(app, f"application {app_id} refused: {reason}")
 
@@ -167,6 +179,7 @@ def application_refuse(state: State, app_id: str, reason: str) -> None:
 @click.option("--question", required=True)
 @click.pass_obj
 def application_ask(state: State, app_id: str, question: str) -> None:
+    """Ask the analyst for more information (pauses the deadline)."""
     app = state.backend.applications.ask_info(app_id, question)
     state.emit(app, f"asked {app['analyst']}; the deadline is paused until they reply "
                     f"({app['working_days_left']} working day(s) left)")
@@ -177,6 +190,7 @@ def application_ask(state: State, app_id: str, question: str) -> None:
 @click.option("--text", required=True)
 @click.pass_obj
 def application_reply(state: State, app_id: str, text: str) -> None:
+    """Answer the operator's question (as the analyst); the deadline runs again."""
     app = state.backend.applications.reply(app_id, text)
     state.emit(app, _app_summary(app))
 
@@ -185,6 +199,7 @@ def application_reply(state: State, app_id: str, text: str) -> None:
 @click.argument("app_id")
 @click.pass_obj
 def application_withdraw(state: State, app_id: str) -> None:
+    """Withdraw your application (as the analyst)."""
     app = state.backend.applications.withdraw(app_id)
     state.emit(app, f"application {app_id} withdrawn")
 
