@@ -46,6 +46,8 @@ class Backend(Protocol):
     def job_logs(self, job_id: str) -> dict: ...
     def cancel_job(self, job_id: str) -> dict: ...
     def output_location(self, job_id: str, name: str) -> str: ...
+    def job_script(self, job_id: str) -> dict: ...
+    def job_output(self, job_id: str, name: str) -> bytes: ...
     # audit
     def audit_verify(self) -> dict: ...
     def audit_entries(self, **filters: Any) -> list[dict]: ...
@@ -140,6 +142,23 @@ class LocalBackend:
 
     def output_location(self, job_id: str, name: str) -> str:
         return str(self.services.home.jobs / job_id / "out" / name)
+
+    def job_script(self, job_id: str) -> dict:
+        found = self.services.jobs.get(job_id)
+        return {"id": found.id, "script_name": found.script_name, "script": found.script,
+                "script_sha256": found.script_sha256, "image_digest": found.image_digest}
+
+    def job_output(self, job_id: str, name: str) -> bytes:
+        """One output file of a job, by its exact listed name (as the API serves it)."""
+        from sandbox.errors import NotFound
+
+        found = self.services.jobs.get(job_id)
+        folder = (self.services.home.jobs / found.id / "out").resolve()
+        path = (folder / name).resolve()
+        if name not in {o["name"] for o in found.outputs} or path.parent != folder or not path.is_file():
+            raise NotFound(f"job {job_id} has no output named {name!r}",
+                           f"see the output files with `sandbox job results {job_id}`")
+        return path.read_bytes()
 
     def audit_verify(self) -> dict:
         report = self.services.audit.verify()
@@ -286,6 +305,12 @@ class RemoteBackend:
 
     def output_location(self, job_id: str, name: str) -> str:
         return f"{self.client.base}/api/v1/jobs/{job_id}/outputs/{name}"
+
+    def job_script(self, job_id: str) -> dict:
+        return self.client.job_script(job_id)
+
+    def job_output(self, job_id: str, name: str) -> bytes:
+        return self.client.job_output(job_id, name)
 
     def audit_verify(self) -> dict:
         return self.client.audit_verify()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from sandbox.cli.root import State
+from sandbox.cli.root import State, log_path
 
 
 @click.command()
@@ -22,4 +22,5 @@ def serve(state: State, host: str | None, port: int | None, worker: bool | None,
     for key, value in (("host", host), ("port", port), ("worker", worker)):
         if value is not None:
             config[key] = value
+    click.echo(f"server log (API errors, the embedded worker's failures): {log_path(state.home.root)}", err=True)
     run(config, say=lambda line: click.echo(line, err=True), threads=threads)
