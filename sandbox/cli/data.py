@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -112,6 +114,7 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--analyst")
 @click.pass_obj
 def grant_list(state: State, analyst: str | None) -> None:
+    """Grants: analyst, datasets, status, expiry, purpose."""
     items = state.backend.grants(analyst)
     rows = [{**g, "datasets": ",".join(g["datasets"]), "expires_at": g["expires_at"][:10]} for g in items]
     state.emit(items, table(rows, ["id", "analyst", "datasets", "status", "expires_at", "purpose"]))
@@ -121,6 +124,7 @@ def grant_list(state: State, analyst: str | None) -> None:
 @click.argument("grant_id")
 @click.pass_obj
 def grant_show(state: State, grant_id: str) -> None:
+    """One grant, with the budget granted, spent and left on each dataset."""
     info = state.backend.grant(grant_id)
     head = fields(info, ("id", "analyst", "purpose", "user_type", "status", "expires_at"))
     state.emit(info, head + "\n\n" + _budget_table(info["budgets"]))
@@ -131,6 +135,7 @@ def grant_show(state: State, grant_id: str) -> None:
 @click.option("--reason", required=True)
 @click.pass_obj
 def grant_revoke(state: State, grant_id: str, reason: str) -> None:
+    """Revoke a grant: its queries and jobs are refused from now on."""
     info = state.backend.revoke_grant(grant_id, reason)
     state.emit(info, f"grant {grant_id} revoked; running jobs on it are refused from now on")
 
@@ -140,6 +145,7 @@ def grant_revoke(state: State, grant_id: str, reason: str) -> None:
 @click.option("--days", required=True, type=click.IntRange(1, 3650))
 @click.pass_obj
 def grant_extend(state: State, grant_id: str, days: int) -> None:
+    """Extend a grant's term by a number of days (also an expired one)."""
     info = state.backend.extend_grant(grant_id, days)
     state.emit(info, f"grant {grant_id} now expires {info['expires_at'][:10]}")
 
@@ -165,18 +171,82 @@ def _read_query(path: str) -> dict:
         raise InvalidInput(f"{path} is not valid JSON (line {line})", "see docs/queries.md for the format") from None
 
 
+def _number_formats(columns: list[str], rows: list[dict]) -> dict[str, Callable[[Any], str]]:
+    """How each value column is printed; one rule for an estimate and its two interval bounds.
+
+    An aggregate whose estimates are all integers (counts, histogram counts, sums of integer
+    columns) is printed as integers, its bounds rounded outwards (floor the low, ceil the high:
+    the interval printed contains the one computed); any other aggregate with 2 decimals. Both
+    with thousands separators; a missing value prints empty.
+    """
+    def whole(round_to: Callable[[float], int]) -> Callable[[Any], str]:
+        return lambda v: f"{round_to(v):,}"
+
+    def decimals(v: Any) -> str:
+        return f"{v:,.2f}"
+
+    formats: dict[str, Callable[[Any], str]] = {}
+    for name in columns:
+        if f"{name}_ci_low" not in columns or f"{name}_ci_high" not in columns:
+            continue
+        values = [r.get(name) for r in rows if r.get(name) is not None]
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        formats[name] = whole(round) if integers else decimals
+        formats[f"{name}_ci_low"] = whole(math.floor) if integers else decimals
+        formats[f"{name}_ci_high"] = whole(math.ceil) if integers else decimals
+    return formats
+
+
 def render_answer(answer: dict) -> str:
-    """An answer as a table of estimates with their 95% intervals, then its cost."""
+    """An answer as a table of estimates with their 95% intervals, then its cost.
+
+    Numbers follow ``_number_formats``: integer aggregates as integers, others with 2 decimals.
+    """
     rows = [dict(zip(answer["columns"], row)) for row in answer["rows"]]
-    shown = [{k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    formats = _number_formats(answer["columns"], rows)
+    shown = [
+        {k: ("" if v is None else formats[k](v) if k in formats and isinstance(v, (int, float))
+             and not isinstance(v, bool) else v) for k, v in r.items()}
+        for r in rows
+    ]
     lines = [("MOCK (not real data)\n" if answer.get("mock") else "") + table(shown, answer["columns"])]
+    minimum = (answer.get("mechanism") or {}).get("min_release_count")
+    why = "noisy count below the policy's minimum" + (f" of {minimum}" if minimum is not None else "")
     if answer.get("suppressed_groups"):
-        lines.append(f"{answer['suppressed_groups']} group(s) suppressed: noisy count below the policy's minimum")
+        lines.append(f"{answer['suppressed_groups']} group(s) suppressed (not released): {why}")
+    if answer.get("suppressed_bins"):
+        lines.append(f"{answer['suppressed_bins']} histogram bin(s) suppressed (not released): {why}")
     cost = "free (answered before)" if answer.get("cached") else f"epsilon {answer.get('epsilon_charged', 0):g}"
     lines.append(f"charged: {cost}")
     if answer.get("budget_left"):
         lines.append(f"budget left: epsilon {answer['budget_left']['epsilon']:g}")
     return "\n".join(lines)
+
+
+def _statistic(key: str) -> str:
+    """A statistic's key (``count:``, ``sum:income``, ``quantile:income:0.5``) in words."""
+    op, _, rest = key.partition(":")
+    column, _, q = rest.partition(":")
+    if op == "quantile" and q:
+        return f"quantile {q} of {column}"
+    return f"{op} of {column}" if column else op
+
+
+def _render_accuracy(accuracy: dict) -> str:
+    """The preview's accuracy: each statistic's epsilon and the half-width of its 95% interval."""
+    if not accuracy:
+        return ""
+    rows = []
+    for key, stat in accuracy.items():
+        width = stat.get("ci95_half_width")
+        if key.startswith("quantile:"):
+            shown = "grid step only (see docs/queries.md)"
+        else:
+            shown = "" if width is None else f"± {width:,.2f}"
+        rows.append({"statistic": _statistic(key), "epsilon": f"{stat.get('epsilon', 0):.4g}",
+                     "95% interval": shown})
+    return ("\naccuracy (before any data is read; a mean combines its count and sum):\n"
+            + table(rows, ["statistic", "epsilon", "95% interval"]))
 
 
 @click.command()
@@ -191,7 +261,8 @@ def query(state: State, query_file: str, grant_id: str, preview: bool) -> None:
         info = state.backend.preview(grant_id, doc)
         state.emit(info, f"would cost epsilon {info['epsilon']:g}, delta {info['delta']:g}"
                          f"{' (free: asked before)' if info['cached'] else ''}; "
-                         f"budget left epsilon {info['budget_left']['epsilon']:g}")
+                         f"budget left epsilon {info['budget_left']['epsilon']:g}"
+                         + _render_accuracy(info.get("accuracy") or {}))
         return
     answer = state.backend.ask(grant_id, doc)
     state.emit(answer, render_answer(answer))
