@@ -70,6 +70,9 @@ class Services:
             os.chmod(folder, 0o700)
         Vault.create_master_key(home.master_key)
         AuditLog.create_signing_key(home.signing_key, home.verify_key)
+        database = _sqlite_file(home.database_url)
+        if database is not None and not database.exists():
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite keeps the mode it finds
         services = cls(home, actor)
         services.db.create_all()
         services.audit.append(
@@ -77,12 +80,24 @@ class Services:
             details={"database": _redacted(home.database_url), "verify_key": str(home.verify_key)},
         )
         services.audit.checkpoint()
+        if database is not None:  # the file and its -wal / -shm companions, readable by the owner only
+            for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+                if path.exists():
+                    os.chmod(path, 0o600)
         return services
 
     def close(self) -> None:
         """End of a command: sign a checkpoint over whatever this command appended."""
         self.audit.checkpoint()
         self.db.close()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def _redacted(url: str) -> str:
