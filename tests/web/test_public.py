@@ -18,7 +18,8 @@ def test_public_reads_the_disclosure_page_in_chinese(site: Site) -> None:
     assert "bob" not in auth.inner_text()
     assert "公益用途" in auth.inner_text()
     products = page.locator("#products").inner_text()
-    assert "有条件开放" in products and "CNY" in products
+    assert "有条件开放" in products and "¥800.00" in products  # every amount with its currency
+    assert "¥" in page.locator("#usage").inner_text()
     assert page.locator("#usage tbody tr").count() == 4  # three datasets and compute
     shot(page, "disclosure-zh")
     csv = page.request.get("/disclosure.csv")
@@ -28,6 +29,8 @@ def test_public_reads_the_disclosure_page_in_chinese(site: Site) -> None:
     assert {p["dataset"] for p in report["products"]} == {"farmers", "utility_payments", "loan_defaults"}
     page.click("#lang-en")
     assert page.locator("h1").inner_text() == "Public disclosure"
+    assert "CN¥2.00 per query" in page.locator("#products").inner_text()
+    assert "CN¥0.00" in page.locator("#usage").inner_text()
     shot(page, "disclosure-en")
     ctx.close()
 
@@ -53,13 +56,26 @@ def test_catalog_search_filters_and_dataset_page_in_both_languages(site: Site) -
     assert "Fugou" in schema  # categories
     assert 'sdk.dataset("farmers")' in page.locator("#example").inner_text()
     assert "Henan Agricultural University" in page.locator("#holders").inner_text()
+    # Which columns allow a histogram, and the privacy rules, with plurals and currencies right.
+    assert "7 bins: 18 · 30" in page.locator("tr[data-column=age] td.bins").inner_text()
+    assert "no histogram" in page.locator("tr[data-column=household_size] td.bins").inner_text()
+    policy = page.locator("#policy").inner_text()
+    assert "at most 1 row per person" in policy and "histogram" in policy and "below 20" in policy
+    assert "at most 1" in policy and "epsilon 4 per dataset" in policy
+    prices = page.locator("#prices").inner_text()
+    assert "Public welfare: free" in prices and "CN¥800.00 per unit of epsilon" in prices
+    assert "CN¥50,000.00 per grant" in prices and " ;" not in prices
+    assert "UTC+8" in page.locator("#facts").inner_text()  # times say their zone
     assert page.locator("#mock-download").count() == 0  # mock data is for signed-in users
     shot(page, "dataset-en")
     # The switch is remembered: later pages stay in Chinese.
     page.click("#lang-zh")
     assert page.locator("h2", has_text="数据结构").count() == 1
     assert "敏感" in page.locator("table.schema").inner_text()
-    assert "2026年" in page.locator("dl.facts").inner_text() or "年" in page.locator("dl.facts").inner_text()
+    assert "7 个分箱" in page.locator("tr[data-column=age] td.bins").inner_text()
+    assert "每人至多 1 行" in page.locator("#policy").inner_text()
+    assert "¥50,000.00" in page.locator("#prices").inner_text()
+    assert "2026年" in page.locator("#facts").inner_text() or "年" in page.locator("#facts").inner_text()
     shot(page, "dataset-zh")
     page.goto("/catalog")
     assert page.locator("h1").inner_text() == "数据目录"

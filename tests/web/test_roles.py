@@ -2,9 +2,7 @@
 decisions (refuse with a reason, ask for information, the analyst replies)."""
 from __future__ import annotations
 
-import re
-
-from tests.web.conftest import Site, shot
+from tests.web.conftest import OPERATOR, Site, shot
 from tests.web.test_story import apply
 
 
@@ -31,6 +29,45 @@ def test_sign_in_refuses_a_wrong_token_and_a_token_of_someone_else(site: Site) -
     page.wait_for_url("**/jobs")
     page.click("#signout")
     assert page.locator("#signin-link").count() == 1
+    ctx.close()
+
+
+def test_sign_in_with_an_expired_or_revoked_token_says_so(site: Site) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sandbox.users import ApiToken
+
+    expired, info = site.services.users.create_token(OPERATOR, "ana", days=1, label="to expire")
+    with site.services.db.transaction() as session:
+        session.get(ApiToken, info["id"]).expires_at = datetime.now(timezone.utc) - timedelta(days=2)
+    revoked, info = site.services.users.create_token(OPERATOR, "ana", days=1, label="to revoke")
+    site.services.users.revoke_token(OPERATOR, info["id"])
+    ctx = site.context("en")
+    page = ctx.new_page()
+    for token, words in ((expired, "This token expired on"), (revoked, "This token was revoked on")):
+        page.goto("/signin")
+        page.fill("#user", "ana")
+        page.fill("#token", token)
+        page.click("button#signin")
+        flash = page.locator(".flash.error").inner_text()
+        assert words in flash and "UTC+8" in flash and "operator" in flash, flash
+    shot(page, "signin-revoked-en")
+    # Someone else's name with that token, or a wrong secret: the generic words, nothing more.
+    page.fill("#user", "bob")
+    page.fill("#token", revoked)
+    page.click("button#signin")
+    assert "do not match" in page.locator(".flash.error").inner_text()
+    page.fill("#user", "ana")
+    page.fill("#token", revoked[:-3] + "xyz")
+    page.click("button#signin")
+    assert "do not match" in page.locator(".flash.error").inner_text()
+    zh = site.context("zh").new_page()
+    zh.goto("/signin")
+    zh.fill("#user", "ana")
+    zh.fill("#token", expired)
+    zh.click("button#signin")
+    assert "此令牌已于" in zh.locator(".flash.error").inner_text()
+    zh.context.close()
     ctx.close()
 
 
@@ -88,6 +125,12 @@ def test_roles_analyst_sees_only_its_own_and_others_are_refused(site: Site) -> N
     bob.goto("/jobs")
     assert job_url.rsplit("/", 1)[-1] not in bob.locator("main").inner_text()
     assert bob.goto("/audit").status == 403  # the audit log is for reviewers and operators
+    assert ("This page is for a reviewer or an operator. You are signed in as an analyst."
+            in bob.locator(".error-message").inner_text())
+    bob.goto("/lang/zh_CN?next=/audit")
+    assert "您当前以数据使用方身份登录" in bob.locator(".error-message").inner_text()
+    shot(bob, "forbidden-zh")
+    bob.goto("/lang/en?next=/jobs")
     ana_grant = [g for g in site.services.grants.list("ana")]
     bob_grant = site.services.grants.list("bob")[0]["id"]
     assert bob.goto(f"/grants/{bob_grant}").status == 200
@@ -95,6 +138,7 @@ def test_roles_analyst_sees_only_its_own_and_others_are_refused(site: Site) -> N
         assert bob.goto(f"/grants/{g['id']}").status == 404
     refused = site.services.audit.entries(action="request.refused", actor="bob")
     assert refused and all(e["details"].get("via") == "pages" for e in refused)
+    assert any(e["details"]["reason"].startswith("an analyst may not open this page") for e in refused)  # English
     # An analyst cannot decide applications: the decision forms are not there, the route refuses.
     app_id = site.services.applications.list(analyst="bob")[0]["id"] if site.services.applications.list(analyst="bob") else None
     if app_id:

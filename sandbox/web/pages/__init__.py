@@ -13,14 +13,17 @@ import logging
 import os
 import secrets
 import tempfile
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
-from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext as _, lazy_gettext
+from babel.lists import format_list
+from flask_babel import (Babel, format_currency, format_date, format_decimal, get_locale, gettext as _,
+                         lazy_gettext, to_user_timezone)
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -129,12 +132,26 @@ def roles(*allowed: str) -> Callable:
                 return f(*args, **kwargs)
             if actor.role == "public":
                 return redirect(url_for("pages.signin", next=request.full_path.rstrip("?")))
-            raise Forbidden(f"a {actor.role} may not open this page", "sign in with another role")
+            raise forbidden_page(actor.role, allowed)
 
         wrapper.page_roles = allowed  # type: ignore[attr-defined]
         return wrapper
 
     return decorator
+
+
+def forbidden_page(role: str, allowed: tuple[str, ...]) -> Forbidden:
+    """The 403 for a role a page is not for: English in the audit log, the reader's language on the page."""
+    article = "an" if role[:1] in "aeiou" else "a"
+    err = Forbidden(f"{article} {role} may not open this page (it is for: {', '.join(allowed)})",
+                    "sign in as a user with one of those roles")
+    err.page_text = (  # type: ignore[attr-defined]
+        _("This page is for %(roles)s. You are signed in as %(role)s.",
+          roles=format_list([label("role_as", r) for r in allowed], style="or", locale=get_locale()),
+          role=label("role_as", role)),
+        _("Sign out and sign in with the token of a user who has one of these roles."),
+    )
+    return err
 
 
 def hidden(what: str, ident: str) -> NotFound:
@@ -181,23 +198,53 @@ def _as_datetime(value: Any) -> datetime | None:
     return value
 
 
-def fmt_datetime(value: Any, style: str = "medium") -> str:
+def zone_label(moment: datetime) -> str:
+    """The offset of a local time as "UTC+8" (or "UTC+5:30", "UTC")."""
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    if not minutes:
+        return "UTC"
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+
+
+def fmt_datetime(value: Any, seconds: bool = False) -> str:
+    """A moment in the pages' time zone, one style everywhere: the date as ``date_only`` writes
+    it, 24-hour time and the zone ("Nov 25, 2026 08:36 UTC+8", "2026年11月25日 08:36 UTC+8")."""
     moment = _as_datetime(value)
-    return format_datetime(moment, style) if moment else "—"
+    if moment is None:
+        return "—"
+    local = to_user_timezone(moment)
+    clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return f"{format_date(local.date(), 'medium')} {clock} {zone_label(local)}"
 
 
 def fmt_date(value: Any) -> str:
-    """A date (ISO text, date or datetime) in the reader's locale."""
-    if not value:
+    """A date (ISO text, date or datetime) in the reader's locale; a moment's date is its date
+    in the pages' time zone, as ``dt`` shows it."""
+    if value is None or value == "":
         return "—"
+    if isinstance(value, str) and len(value) > 10:
+        value = _as_datetime(value) or value
     if isinstance(value, str):
         try:
             value = date.fromisoformat(value[:10])
         except ValueError:
             return value
     if isinstance(value, datetime):
-        value = value.date()
+        value = to_user_timezone(_as_datetime(value)).date()  # type: ignore[arg-type]
     return format_date(value, "medium")
+
+
+def fmt_money(value: Any, currency: str | None = None) -> str:
+    """An amount with its currency ("CN¥2.00" in English, "¥2.00" in Chinese)."""
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return format_currency(amount, (currency or "CNY").upper())
 
 
 def fmt_number(value: Any, digits: int = 2) -> str:
@@ -239,6 +286,10 @@ LABELS = {
     "role": {"operator": lazy_gettext("operator"), "provider": lazy_gettext("data provider"),
              "analyst": lazy_gettext("analyst"), "reviewer": lazy_gettext("reviewer"),
              "public": lazy_gettext("public"), "system": lazy_gettext("system")},
+    # The role after "signed in as" / "for" (English needs the article).
+    "role_as": {"operator": lazy_gettext("an operator"), "provider": lazy_gettext("a data provider"),
+                "analyst": lazy_gettext("an analyst"), "reviewer": lazy_gettext("a reviewer"),
+                "public": lazy_gettext("a visitor who is not signed in")},
     "user_type": {"public_welfare": lazy_gettext("public welfare"), "commercial": lazy_gettext("commercial")},
     "grade": {"core": lazy_gettext("core"), "important": lazy_gettext("important"),
               "general": lazy_gettext("general"), "general-1": lazy_gettext("general (level 1)"),
@@ -270,7 +321,8 @@ def _sandbox_error(err: SandboxError):  # type: ignore[no-untyped-def]
             objects={"method": request.method, "path": request.path[:300]},
             details={"status": status, "reason": err.message[:500], "via": "pages"},
         )
-    return render_template("pages/error.html", status=status, message=err.message, hint=err.hint), status
+    message, hint = getattr(err, "page_text", (err.message, err.hint))
+    return render_template("pages/error.html", status=status, message=message, hint=hint), status
 
 
 @bp.errorhandler(CSRFError)
@@ -347,6 +399,7 @@ def init_pages(app: Flask) -> None:
     app.add_template_filter(fmt_datetime, "dt")
     app.add_template_filter(fmt_number, "num")
     app.add_template_filter(fmt_date, "date_only")
+    app.add_template_filter(fmt_money, "money")
     app.register_blueprint(bp)
 
     limiter = app.extensions.get("sandbox.limiter")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import Response, abort, render_template, request
 
+from sandbox.errors import PolicyInvalid
+from sandbox.pricing import price_list
 from sandbox.web.pages import ROLES, bp, roles, services, who
 
 MAX_MOCK_ROWS = 10_000
@@ -74,8 +76,14 @@ def dataset(name: str):  # type: ignore[no-untyped-def]
     usage = None
     if actor.role == "operator" or (actor.role == "provider" and svc.catalog.get(name).owner == actor.name):
         usage = _usage(name)
+    prices = None
+    if d.get("prices") and d["openness"] != "not_open":
+        try:
+            prices = price_list(name, d["prices"])  # normalised: currency, every rate
+        except PolicyInvalid:
+            prices = None
     return render_template("pages/dataset.html", d=d, example=example_script(d), holders=holders(name),
-                           usage=usage)
+                           usage=usage, prices=prices)
 
 
 def _usage(name: str) -> dict:

@@ -8,9 +8,18 @@ from sandbox import disclosure as report_module
 from sandbox.web.pages import bp, services
 
 
+def currencies(report: dict) -> dict:
+    """The currency of each dataset's fees (its price list's), and ``None`` for the compute fees:
+    the one currency all the price lists share (CNY when there is none or they differ)."""
+    out = {p["dataset"]: p["prices"]["currency"] for p in report["products"] if isinstance(p["prices"], dict)}
+    shared = set(out.values())
+    return {**out, None: shared.pop() if len(shared) == 1 else "CNY"}
+
+
 @bp.get("/disclosure")
 def disclosure():  # type: ignore[no-untyped-def]
-    return render_template("pages/disclosure.html", r=services().disclosure.report())
+    report = services().disclosure.report()
+    return render_template("pages/disclosure.html", r=report, currency=currencies(report))
 
 
 @bp.get("/disclosure.<fmt>")

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from sandbox.errors import AuthFailed
+from sandbox.errors import AuthFailed, NotFound
 from sandbox.users import parse_token
-from sandbox.web.pages import LANG_COOKIE, LOCALES, bp, safe_next, services, who
+from sandbox.web.pages import LANG_COOKIE, LOCALES, bp, fmt_datetime, safe_next, services, who
 
 
 @bp.get("/")
@@ -29,8 +29,9 @@ def signin():  # type: ignore[no-untyped-def]
         svc = services()
         try:
             actor = svc.users.authenticate(token or None, source=request.remote_addr or "")
-        except AuthFailed:
+        except AuthFailed as err:
             actor = None
+            error = _ended_token(name, token, err)
         if actor is not None and actor.name != name:
             svc.audit.append(
                 actor="anonymous", role="public", action="auth.failed", outcome="unauthorized",
@@ -38,9 +39,9 @@ def signin():  # type: ignore[no-untyped-def]
                 details={"reason": "name_mismatch", "source": (request.remote_addr or "")[:100], "via": "pages"},
             )
             actor = None
-        if actor is None or actor.role not in ("operator", "provider", "analyst", "reviewer"):
+        if error is None and (actor is None or actor.role not in ("operator", "provider", "analyst", "reviewer")):
             error = _("The user name and token do not match an active token. Check both, or ask an operator for a new token.")
-        else:
+        if error is None and actor is not None:
             token_id = parse_token(token)[0]  # type: ignore[index]
             session.clear()
             session["user"], session["token_id"] = actor.name, token_id
@@ -50,6 +51,32 @@ def signin():  # type: ignore[no-untyped-def]
             return redirect(target)
     status = 401 if error else 200
     return render_template("pages/signin.html", error=error, name=name, next=target), status
+
+
+def _ended_token(name: str, token: str, err: AuthFailed) -> str | None:
+    """What to tell someone whose token was right but has expired or was revoked.
+
+    ``Users.authenticate`` names the token in its message only once the secret has matched
+    (an unknown token or a wrong secret gets the same words as any other), so telling the
+    token's state then leaks nothing to someone who does not hold it. The user name must be
+    the token's owner too; anything else gets the generic message.
+    """
+    parsed = parse_token(token) if token else None
+    if parsed is None or parsed[0] not in err.message:
+        return None
+    try:
+        row = next((t for t in services().users.tokens(name) if t["id"] == parsed[0]), None)
+    except NotFound:
+        return None
+    if row is None:
+        return None
+    if row["status"] == "expired":
+        return _("This token expired on %(date)s. Ask an operator for a new token, then sign in with it.",
+                 date=fmt_datetime(row["expires_at"]))
+    if row["status"] == "revoked":
+        return _("This token was revoked on %(date)s. Sign in with another of your tokens, or ask an operator "
+                 "for a new one.", date=fmt_datetime(row["revoked_at"]))
+    return None
 
 
 @bp.post("/signout")
