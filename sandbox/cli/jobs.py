@@ -112,7 +112,7 @@ def submit(state: State, script: str, grant_id: str, wait: bool) -> None:
 
 @click.group()
 def job() -> None:
-    """Follow, read and cancel jobs."""
+    """Follow, read, download and cancel jobs."""
 
 
 @job.command("list")
