@@ -268,7 +268,7 @@ class Worker:
         except Exception:
             log.exception("job %s failed in the worker", job.id)
             return self.services.jobs.finish(
-                job.id, "failed", reason="the worker failed while running the job; the operator has the log",
+                job.id, "failed", reason="the worker failed while running the job; the operator finds why in the home's logs/sandbox.log",
                 queries=handler.queries,
             )
         finally:
