@@ -223,6 +223,6 @@ def test_internal_errors_never_leak(world: World, monkeypatch) -> None:
 
     monkeypatch.setattr(services.catalog, "names", boom)
     resp = app.test_client().get("/api/v1/datasets")
-    error = _error(resp, 500, "internal")
+    _error(resp, 500, "internal")
     assert "12345" not in resp.get_data(as_text=True)
     services.db.engine.dispose()

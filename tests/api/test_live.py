@@ -1,7 +1,6 @@
 """Against a real `sandbox serve` process: the client, schemathesis, and a SIGKILL mid-submission."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading

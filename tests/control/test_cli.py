@@ -13,7 +13,7 @@ import pytest
 from sandbox.policy import read_policy_file
 
 from .conftest import (
-    ANALYST, CANARY, FARM, OPERATOR, World, assert_clean_error, cli_env, run_cli, seen,
+    ANALYST, CANARY, FARM, World, assert_clean_error, cli_env, run_cli,
 )
 
 QUERY = {"dataset": "farmers", "group_by": ["crop"], "epsilon": 0.5,

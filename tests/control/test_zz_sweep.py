@@ -3,7 +3,6 @@ and nothing SQLite-specific leaks out of ``sandbox/db.py`` (PostgreSQL works by 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from sqlalchemy import select
 

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.jobs.worker import wait_until_final
 
-from .conftest import ANALYST_ACTOR, Env
+from .conftest import Env
 
 pytestmark = pytest.mark.docker
 

@@ -108,7 +108,7 @@ def test_analyst_applies_operator_approves_analyst_runs_mock_then_real(site: Sit
 
     # The reviewer reads exactly what ran: script, image digest, queries, outputs.
     rctx, rev = site.signed_in("rev", "en")
-    rev.goto(f"/audit?action=job.finished")
+    rev.goto("/audit?action=job.finished")
     rev.locator("#entries a", has_text=re.compile(r"^\d+$")).last.click()
     rev.goto(f"/jobs/{job_id}")
     assert "sha256:" in rev.locator("dl.facts").inner_text()
