@@ -164,7 +164,7 @@ class AuditLog:
             if rows and rows[-1].seq != size - 1:
                 raise AuditDamaged("the audit log has gaps in its sequence numbers; no checkpoint was signed",
                                    "run `sandbox audit verify` to see which entries are missing")
-            last = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
+            last = self._restore_from_file(session, rows, session.scalar(select(func.max(AuditCheckpoint.size))) or 0)
             if due_only:  # the boundary itself, even if other writers have appended since
                 size = size // self.every * self.every
             if size <= last:
@@ -176,6 +176,18 @@ class AuditLog:
             # Written while the transaction still holds the lock, so the file stays in order.
             self._append_to_file(cp)
         return cp
+
+    def _restore_from_file(self, session: Session, rows: list[Any], last: int) -> int:
+        """Put back checkpoints the file has but the database lost (a process killed between
+        the file append and the commit), if they verify; returns the newest size signed."""
+        filed, _ = read_checkpoint_file(self.checkpoint_file)
+        for cp in sorted((c for c in filed if last < c["size"] <= len(rows)), key=lambda c: c["size"]):
+            root = merkle.root([bytes.fromhex(r.leaf_hash) for r in rows[:cp["size"]]]).hex()
+            if cp["size"] > last and cp["root"] == root and signing.signature_valid(self.public_key, cp):
+                session.add(AuditCheckpoint(**{k: cp[k] for k in signing.CHECKPOINT_FIELDS}))
+                session.flush()
+                last = cp["size"]
+        return last
 
     def _append_to_file(self, cp: dict[str, Any]) -> None:
         self.checkpoint_file.parent.mkdir(parents=True, exist_ok=True)

@@ -161,11 +161,13 @@ def check_log(
     for size in sizes:
         stored, filed = db.get(size), in_file.get(size, [])
         variants: list[tuple[str, dict[str, Any]]]
+        found: list[str] = []
         if stored is None:
-            problems.append(f"checkpoint {size}: in the checkpoint file but not in the database")
+            # A process killed between appending to the file and committing leaves a
+            # checkpoint only in the file; if it verifies, it still proves the log.
             variants = [(" (file)", cp) for cp in filed]
         elif not filed:
-            problems.append(f"checkpoint {size}: in the database but missing from the checkpoint file")
+            found.append(f"checkpoint {size}: in the database but missing from the checkpoint file")
             variants = [("", stored)]
         elif filed == [stored]:
             variants = [("", stored)]
@@ -173,23 +175,26 @@ def check_log(
             for cp in filed:
                 if cp != stored:
                     fields = ", ".join(k for k in CHECKPOINT_FIELDS if cp[k] != stored[k])
-                    problems.append(f"checkpoint {size}: database and checkpoint file disagree ({fields})")
+                    found.append(f"checkpoint {size}: database and checkpoint file disagree ({fields})")
             variants = [(" (database)", stored)] + [(" (file)", cp) for cp in filed if cp != stored]
 
         for label, cp in variants:
             where = f"checkpoint {size}{label}"
             if cp["key_id"] != expected_key:
-                problems.append(f"{where}: signed by unknown key {cp['key_id']} (expected {expected_key})")
+                found.append(f"{where}: signed by unknown key {cp['key_id']} (expected {expected_key})")
             elif not signature_valid(public_key, cp):
-                problems.append(f"{where}: bad signature")
+                found.append(f"{where}: bad signature")
             if size > end:
-                problems.append(
+                found.append(
                     f"{where}: claims {size} entries but the log ends at {end} "
                     f"(truncated: {_span(end, size - 1)} missing)"
                 )
             elif size in roots and roots[size].hex() != cp["root"]:
-                problems.append(
+                found.append(
                     f"{where}: root mismatch (signed {cp['root'][:16]}…, "
                     f"entries 0-{size - 1} hash to {roots[size].hex()[:16]}…)"
                 )
+        if stored is None and found:
+            found.insert(0, f"checkpoint {size}: in the checkpoint file but not in the database")
+        problems += found
     return VerifyReport(ok=not problems, size=len(rows), checkpoints=len(sizes), problems=problems)

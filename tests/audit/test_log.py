@@ -365,3 +365,18 @@ def test_missing_checkpoint_file_is_named(audit: AuditLog) -> None:
     found = problems(audit)
     assert found[0] == f"checkpoint file {audit.checkpoint_file} is missing"
     assert "checkpoint 4: in the database but missing from the checkpoint file" in found
+
+
+def test_checkpoint_in_the_file_only_after_a_crash_verifies_and_is_restored(audit: AuditLog, db: Database) -> None:
+    """Killed between the file append and the commit: the file holds a checkpoint the database lost."""
+    fill(audit, 5)
+    audit.checkpoint()
+    sql(db, "DELETE FROM audit_checkpoints WHERE size = 5")  # as if the commit never happened
+    assert problems(audit) == []  # the file's checkpoint still verifies, so it still proves the log
+    fill(audit, 2)
+    audit.checkpoint()  # puts the lost row back instead of signing size 5 a second time
+    assert problems(audit) == []
+    sizes = [json.loads(line)["size"] for line in audit.checkpoint_file.read_text().splitlines()]
+    assert sorted(set(sizes)) == sizes  # no size signed twice
+    with db.transaction() as session:
+        assert 5 in {r[0] for r in session.execute(text("SELECT size FROM audit_checkpoints"))}
