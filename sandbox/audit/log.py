@@ -261,11 +261,19 @@ class AuditLog:
         return out
 
     def entry(self, seq: int) -> dict[str, Any]:
-        """One entry with its inclusion proof against the latest checkpoint (None if none covers it)."""
+        """One entry with its inclusion proof against the latest checkpoint.
+
+        An entry no checkpoint covers yet (appended moments ago) gets one signed on demand, so
+        a reviewer never has to wait for the end of someone else's command to get a proof.
+        """
+        with self.db.transaction() as session:
+            if session.get(AuditEntry, seq) is None:
+                raise NotFound(f"no audit entry {seq}", "list entries with `sandbox audit show`")
+            covered = (session.scalar(select(func.max(AuditCheckpoint.size))) or 0) > seq
+        if not covered:
+            self.checkpoint()
         with self.db.transaction() as session:
             row = session.get(AuditEntry, seq)
-            if row is None:
-                raise NotFound(f"no audit entry {seq}", "list entries with `sandbox audit show`")
             latest = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
             hashes = []
             if latest is not None and latest.size > seq:
