@@ -51,11 +51,23 @@ def dataset_show(state: State, name: str) -> None:
     info = state.backend.dataset(name)
     head = fields(info, (k for k in ("name", "title", "provider", "topic", "openness", "grade", "version")
                          if k in info))
+    unit = info["privacy_unit"]
+    rules = "\n".join([
+        f"privacy unit: {unit['column']} (at most {unit['max_rows']} row(s) per person)",
+        f"operations: {', '.join(info['allowed_operations'])}",
+        f"epsilon: at most {info['max_epsilon_per_query']:g} per query, {info['default_epsilon_budget']:g} "
+        f"per grant by default; delta {info['delta']:g}",
+        f"groups with a noisy count below {info['min_release_count']:g} are not released",
+    ])
     columns = [
-        {**c, "bounds": c.get("bounds") or "", "categories": ", ".join(map(str, c.get("categories") or []))}
+        {**c, "bounds": c.get("bounds") or "", "categories": ", ".join(map(str, c.get("categories") or [])),
+         "histogram bins": " ".join(f"{b:g}" for b in c.get("bins") or [])}
         for c in info["columns"]
     ]
-    state.emit(info, head + "\n\n" + table(columns, ["name", "type", "tag", "bounds", "categories"]))
+    state.emit(info, "\n\n".join([
+        head, (info.get("description") or "").strip(), rules,
+        table(columns, ["name", "type", "tag", "bounds", "categories", "histogram bins"]),
+    ]))
 
 
 @dataset.command("mock")
