@@ -444,11 +444,6 @@ class Catalog:
                 "ask an operator or the dataset's provider, or register it under another name",
             )
 
-    def owned_by(self, owner: str, session: Session | None = None) -> list[str]:
-        """Names of the datasets the provider ``owner`` registered."""
-        return self._read(session, lambda s: list(s.scalars(
-            select(DatasetRow.name).where(DatasetRow.owner == owner).order_by(DatasetRow.name))))
-
     @staticmethod
     def _exists(name: str) -> AlreadyExists:
         return AlreadyExists(

@@ -103,15 +103,6 @@ def open_budget(session: Session, grant_id: str, dataset: str, epsilon: float, d
     )
 
 
-def add_budget(session: Session, grant_id: str, dataset: str, epsilon: float) -> None:
-    """Raise a grant's epsilon on one dataset (an operator's extension)."""
-    session.execute(
-        update(Budget)
-        .where(Budget.grant_id == grant_id, Budget.dataset == dataset)
-        .values(epsilon_total=Budget.epsilon_total + to_units(epsilon, EPSILON_UNIT))
-    )
-
-
 def budget(session: Session, grant_id: str, dataset: str) -> BudgetView:
     row = session.get(Budget, (grant_id, dataset))
     if row is None:

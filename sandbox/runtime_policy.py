@@ -15,7 +15,7 @@ from sandbox.errors import PolicyInvalid
 from sandbox.sdk.guard import DEFAULT_ALLOWED
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "policies" / "runtime.yaml"
-_LIMIT_FIELDS = {f.name: f.type for f in fields(Limits)}
+_LIMIT_FIELDS = {f.name for f in fields(Limits)}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def load_runtime_policy(home_root: Path | None = None) -> RuntimePolicy:
     _only(doc, {"job_limits", "script", "pool_size"}, path, "")
     limits_doc = doc.get("job_limits") or {}
     script = doc.get("script") or {}
-    _only(limits_doc, set(_LIMIT_FIELDS), path, "job_limits.")
+    _only(limits_doc, _LIMIT_FIELDS, path, "job_limits.")
     _only(script, {"max_bytes", "allowed_imports"}, path, "script.")
     try:
         limits = Limits(**limits_doc)

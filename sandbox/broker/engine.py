@@ -723,7 +723,3 @@ class Engine:
             noisy.update(_release_polars(prepared, plan))
         return _assemble(policy, plan, noisy, mock)
 
-    def evict(self, dataset: str, version: str | None = None) -> None:
-        with self._lock:
-            for key in [k for k in self._datasets if k[0] == dataset and (version is None or k[1] == version)]:
-                del self._datasets[key]

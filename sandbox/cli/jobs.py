@@ -12,7 +12,6 @@ import click
 from sandbox.cli.root import State, log_path
 from sandbox.cli.text import fields, table
 from sandbox.errors import AlreadyExists, InvalidInput, NotFound, SandboxError
-from sandbox.jobs.service import describe_violations
 
 
 def _read_script(path: str) -> str:
@@ -51,10 +50,15 @@ def _queries_table(queries: list[dict]) -> str:
     return table(rows, ["dataset", "epsilon", "cached", "query"])
 
 
+def _violations(job: dict) -> str:
+    """The script check's refusals, one line each: where and which rule."""
+    return "\n".join(f"  line {v['line']}: [{v['rule']}] {v['message']}" for v in job["violations"])
+
+
 def _report(state: State, job: dict) -> None:
     """A finished (or refused) job: its state, stdout, files and what it spent."""
     if job["state"] == "refused":
-        state.emit(job, f"job {job['id']} refused by the script check:\n{describe_violations(job)}")
+        state.emit(job, f"job {job['id']} refused by the script check:\n{_violations(job)}")
         sys.exit(3)
     label = " [MOCK: mock data, no budget spent]" if job["mock"] else ""
     lines = [f"job {job['id']}: {job['state']}{label}"]

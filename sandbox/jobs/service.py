@@ -233,8 +233,3 @@ class Jobs:
             objects={"job": job.id, "datasets": job.datasets, "mock": job.mock},
             grant_id=job.grant_id, details=details,
         )
-
-
-def describe_violations(job: dict) -> str:
-    """The script check's refusals, one line each: where, which rule, what to do."""
-    return "\n".join(f"  line {v['line']}: [{v['rule']}] {v['message']}" for v in job["violations"])

@@ -30,7 +30,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Sequence
@@ -345,11 +344,3 @@ def _digest(runner: Runner, image: str) -> str | None:
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def wait_until_final(services: Services, job_id: str, timeout: float) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = services.jobs.get(job_id)
-        if job.final or time.monotonic() > deadline:
-            return job
-        time.sleep(POLL_S)

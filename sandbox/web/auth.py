@@ -113,7 +113,3 @@ def require_own(what: str, ident: str, owner: str | None, hint: str, role: str =
     if who.role == role and owner != who.name:
         raise hidden(what, ident, hint)
 
-
-def is_owner_or(roles: tuple[str, ...], owner: str | None) -> bool:
-    who = actor()
-    return who.role in roles or (owner is not None and who.name == owner)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -166,3 +167,13 @@ def no_canary(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "env" in request.fixturenames:
         request.getfixturevalue("env").assert_no_canary()
+
+
+def wait_until_final(services: Services, job_id: str, timeout: float) -> Job:
+    """The job once it has ended (or as it is when ``timeout`` runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = services.jobs.get(job_id)
+        if job.final or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)

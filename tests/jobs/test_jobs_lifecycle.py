@@ -20,9 +20,9 @@ import pytest
 from runners.docker_runner import DockerRunner
 from sandbox import grants
 from sandbox.jobs.models import Job
-from sandbox.jobs.worker import PRELOAD, Worker, wait_until_final
+from sandbox.jobs.worker import PRELOAD, Worker
 
-from .conftest import LIMITS, OPERATOR, SANDBOX, Env
+from .conftest import LIMITS, OPERATOR, SANDBOX, Env, wait_until_final
 
 pytestmark = pytest.mark.docker
 

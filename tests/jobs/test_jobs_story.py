@@ -7,9 +7,7 @@ import time
 
 import pytest
 
-from sandbox.jobs.worker import wait_until_final
-
-from .conftest import Env
+from .conftest import Env, wait_until_final
 
 pytestmark = pytest.mark.docker
 
